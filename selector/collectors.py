@@ -1,0 +1,244 @@
+"""Line collectors: which lines of tracked files ran, per context.
+
+A context is one unit of attribution (a test, a wide fixture's setup, a module's import).
+The recorder tells the collector when the context changes; the collector gathers raw line
+numbers per context and file. Two implementations produce the same sets:
+
+* `MonitoringCollector` (Python 3.12+) uses `sys.monitoring`: each line reports once per
+  context and is then disabled, and `restart_events()` re-arms every line when the context
+  changes. Cost is paid once per line per test, not once per executed line.
+* `CoverageCollector` uses coverage.py's C tracer with one dynamic context per context. It
+  is the choice on 3.11, where `sys.monitoring` does not exist. coverage's own sysmon core
+  cannot switch contexts (it warns `no-sysmon-context` and drops them), so it is never used.
+"""
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import CodeType
+from typing import Any, Literal, Protocol
+
+# context -> absolute file name -> raw line numbers
+ContextLines = dict[str, dict[str, set[int]]]
+CollectorKind = Literal["auto", "monitoring", "coverage"]
+
+
+class CollectorError(Exception):
+    """The requested collector cannot run here (one-line message for the user)."""
+
+
+class LineCollector(Protocol):
+    """What the recorder needs from a collector."""
+
+    name: str
+
+    def start(self, context: str) -> None:
+        """Begin collecting, attributing lines to `context`."""
+
+    def switch_context(self, context: str) -> None:
+        """Attribute the lines that run from now on to `context`."""
+
+    def stop(self) -> ContextLines:
+        """Stop collecting and return what ran, per context and file."""
+
+
+class TrackedFiles:
+    """Decides, once per file name, whether lines in it are recorded.
+
+    Only Python files under the repository root are tracked, never the interpreter's own
+    prefix (a virtualenv inside the repository) nor installed packages, nor selector's
+    working folder.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = os.path.realpath(root)
+        prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
+        self._excluded = tuple(
+            os.path.realpath(prefix) + os.sep
+            for prefix in prefixes
+            if os.path.realpath(prefix).startswith(self.root + os.sep)
+        ) + tuple(os.path.join(self.root, name) + os.sep for name in (".git", ".selector"))
+        self._decided: dict[str, bool] = {}
+
+    def __call__(self, filename: str) -> bool:
+        decided = self._decided.get(filename)
+        if decided is None:
+            decided = self._decided[filename] = self._decide(filename)
+        return decided
+
+    def _decide(self, filename: str) -> bool:
+        if not filename.endswith(".py") or filename.startswith("<"):
+            return False
+        real = os.path.realpath(filename)
+        if not real.startswith(self.root + os.sep) or real.startswith(self._excluded):
+            return False
+        parts = real.split(os.sep)
+        return "site-packages" not in parts and "dist-packages" not in parts
+
+    def relative(self, filename: str) -> str:
+        """Repository-relative POSIX path of a tracked file."""
+        return Path(os.path.relpath(os.path.realpath(filename), self.root)).as_posix()
+
+    def coverage_omit(self) -> list[str]:
+        """coverage.py omit patterns that keep its tracer out of what we never track."""
+        return [f"{prefix}*" for prefix in self._excluded] + ["*/site-packages/*"]
+
+
+def _one_liner_line(code: CodeType) -> int | None:
+    """The line of a code object whose body starts on its `def` line, else None.
+
+    `sys.monitoring` emits no LINE event for instructions on the same line as the code's
+    RESUME unless PY_START stays active on that code (CPython gh-155992, seen on 3.13 for
+    one-liners, lambdas and generator expressions). The PY_START handler records that line
+    itself instead.
+    """
+    ranges = [(start, end, line) for start, end, line in code.co_lines() if line is not None]
+    resume = _resume_offset(code)
+    for index, (start, end, line) in enumerate(ranges):
+        if start <= resume < end:
+            if end > resume + 2:
+                return line
+            following = ranges[index + 1] if index + 1 < len(ranges) else None
+            return line if following is not None and following[2] == line else None
+    return None
+
+
+def _resume_offset(code: CodeType) -> int:
+    """Byte offset of the first RESUME instruction (after generator/closure prologue)."""
+    import dis
+
+    resume = dis.opmap["RESUME"]
+    payload = code.co_code
+    for offset in range(0, len(payload), 2):
+        if payload[offset] == resume:
+            return offset
+    return 0
+
+
+class MonitoringCollector:
+    """`sys.monitoring` collector: first hit of each line per context, then DISABLE.
+
+    PY_START is enabled globally; the first time a code object of a tracked file starts,
+    LINE events are switched on locally for that code only, so untracked code (pytest,
+    libraries) costs one PY_START callback per context and never a LINE callback.
+    """
+
+    name = "monitoring"
+
+    def __init__(self, is_tracked: Callable[[str], bool]) -> None:
+        self._is_tracked = is_tracked
+        self._by_context: ContextLines = {}
+        self._current: dict[str, set[int]] = {}
+        # id(code) -> (code, its one-liner line): keyed by identity, because equal code
+        # objects from two files compare equal; the reference keeps the id from being reused.
+        self._instrumented: dict[int, tuple[CodeType, int | None]] = {}
+        self._tool = -1
+
+    def start(self, context: str) -> None:
+        monitoring: Any = getattr(sys, "monitoring", None)
+        if monitoring is None:
+            raise CollectorError("the monitoring collector needs Python 3.12 or newer")
+        self._tool = self._claim_tool_id(monitoring)
+        events = monitoring.events
+        monitoring.register_callback(self._tool, events.PY_START, self._on_start)
+        monitoring.register_callback(self._tool, events.LINE, self._on_line)
+        self._current = self._by_context.setdefault(context, {})
+        monitoring.set_events(self._tool, events.PY_START)
+
+    @staticmethod
+    def _claim_tool_id(monitoring: Any) -> int:
+        for tool in (3, 4, 2, 5):
+            if monitoring.get_tool(tool) is None:
+                monitoring.use_tool_id(tool, "selector")
+                return tool
+        raise CollectorError("every sys.monitoring tool id is taken by other tools")
+
+    def _on_start(self, code: CodeType, _offset: int) -> object:
+        monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 - absent on 3.11 for mypy
+        known = self._instrumented.get(id(code))
+        if known is None:
+            if not self._is_tracked(code.co_filename):
+                return monitoring.DISABLE
+            known = self._instrumented[id(code)] = (code, _one_liner_line(code))
+            monitoring.set_local_events(self._tool, code, monitoring.events.LINE)
+        line = known[1]
+        if line is not None:
+            self._lines_of(code.co_filename).add(line)
+        return monitoring.DISABLE
+
+    def _on_line(self, code: CodeType, line: int) -> object:
+        self._lines_of(code.co_filename).add(line)
+        return sys.monitoring.DISABLE  # type: ignore[attr-defined,unused-ignore]
+
+    def _lines_of(self, filename: str) -> set[int]:
+        lines = self._current.get(filename)
+        if lines is None:
+            lines = self._current[filename] = set()
+        return lines
+
+    def switch_context(self, context: str) -> None:
+        self._current = self._by_context.setdefault(context, {})
+        sys.monitoring.restart_events()  # type: ignore[attr-defined,unused-ignore]
+
+    def stop(self) -> ContextLines:
+        monitoring: Any = getattr(sys, "monitoring")  # noqa: B009
+        monitoring.set_events(self._tool, 0)
+        for code, _line in self._instrumented.values():
+            monitoring.set_local_events(self._tool, code, 0)
+        monitoring.register_callback(self._tool, monitoring.events.PY_START, None)
+        monitoring.register_callback(self._tool, monitoring.events.LINE, None)
+        monitoring.free_tool_id(self._tool)
+        self._instrumented.clear()
+        return self._by_context
+
+
+class CoverageCollector:
+    """coverage.py's C tracer with one dynamic context per context."""
+
+    name = "coverage"
+
+    def __init__(self, tracked: TrackedFiles) -> None:
+        from coverage import Coverage
+
+        self._tracked = tracked
+        self._coverage = Coverage(
+            data_file=None,
+            config_file=False,
+            branch=False,
+            include=[os.path.join(tracked.root, "*")],
+            omit=tracked.coverage_omit(),
+        )
+        # COVERAGE_CORE=sysmon in the environment would silently drop contexts.
+        self._coverage.set_option("run:core", "ctrace")
+        self._coverage.set_option("run:disable_warnings", ["no-data-collected"])
+
+    def start(self, context: str) -> None:
+        self._coverage.start()
+        self._coverage.switch_context(context)
+
+    def switch_context(self, context: str) -> None:
+        self._coverage.switch_context(context)
+
+    def stop(self) -> ContextLines:
+        self._coverage.stop()
+        data = self._coverage.get_data()
+        by_context: ContextLines = {}
+        for filename in data.measured_files():
+            if not self._tracked(filename):
+                continue
+            for line, contexts in data.contexts_by_lineno(filename).items():
+                for context in contexts:
+                    by_context.setdefault(context, {}).setdefault(filename, set()).add(line)
+        return by_context
+
+
+def make_collector(kind: CollectorKind, tracked: TrackedFiles) -> LineCollector:
+    """The collector for `kind`; `auto` picks `sys.monitoring` where it exists."""
+    if kind == "auto":
+        kind = "monitoring" if sys.version_info >= (3, 12) else "coverage"
+    if kind == "monitoring":
+        if sys.version_info < (3, 12):
+            raise CollectorError("--selector-collector=monitoring needs Python 3.12 or newer")
+        return MonitoringCollector(tracked)
+    return CoverageCollector(tracked)

@@ -1,0 +1,364 @@
+"""The map: what one test run learned at one commit, as a single SQLite file.
+
+Lines are attributed to *contexts*, not directly to tests, because much of what a test
+depends on is shared: the setup of a session fixture, the import of a module, the
+collection of a test file. Storing each of those once and linking tests to them keeps the
+map small and makes "every test that uses this fixture" a join instead of a copy.
+
+* `context (kind, name)`: kind is `test` (name: node ID), `fixture` (`baseid::name`),
+  `import` (repo-relative path of the module), `collect` (collector node ID) or `session`.
+* `line_bits`: per context and file, the executed lines as coverage.py numbits, normalised
+  to the first line of their statement.
+* `includes`: context A includes context B when everything B ran counts for A too (a test
+  includes its wide fixtures, its module's import, the imports that import made, ...).
+  Only direct edges are stored; readers follow them transitively.
+* `file_read`: repository files a context opened for reading.
+
+A map is written to a temporary file in the destination folder and renamed into place,
+so an interrupted writer never leaves a half-written map behind.
+"""
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coverage.numbits import nums_to_numbits, numbits_to_nums, numbits_union
+
+SCHEMA_VERSION = 1
+
+ContextKey = tuple[str, str]  # (kind, name)
+CONTEXT_KINDS = ("test", "fixture", "import", "collect", "session")
+SESSION: ContextKey = ("session", "")
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+CREATE TABLE file (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, blob TEXT);
+CREATE TABLE context (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (kind, name)
+);
+CREATE TABLE test (
+    id INTEGER PRIMARY KEY,
+    nodeid TEXT NOT NULL UNIQUE,
+    context_id INTEGER NOT NULL REFERENCES context (id),
+    path TEXT,
+    duration REAL NOT NULL,
+    outcome TEXT NOT NULL
+);
+CREATE TABLE line_bits (
+    context_id INTEGER NOT NULL REFERENCES context (id),
+    file_id INTEGER NOT NULL REFERENCES file (id),
+    numbits BLOB NOT NULL,
+    PRIMARY KEY (context_id, file_id)
+) WITHOUT ROWID;
+CREATE INDEX line_bits_by_file ON line_bits (file_id);
+CREATE TABLE file_read (
+    context_id INTEGER NOT NULL REFERENCES context (id),
+    file_id INTEGER NOT NULL REFERENCES file (id),
+    PRIMARY KEY (context_id, file_id)
+) WITHOUT ROWID;
+CREATE INDEX file_read_by_file ON file_read (file_id);
+CREATE TABLE includes (
+    context_id INTEGER NOT NULL REFERENCES context (id),
+    included_id INTEGER NOT NULL REFERENCES context (id),
+    PRIMARY KEY (context_id, included_id)
+) WITHOUT ROWID;
+CREATE INDEX includes_reverse ON includes (included_id);
+CREATE TABLE collected (nodeid TEXT PRIMARY KEY) WITHOUT ROWID;
+"""
+
+
+class MapError(Exception):
+    """A map that cannot be used; str(error) says why in one line."""
+
+
+@dataclass(frozen=True)
+class MapMeta:
+    """Where and how a map was recorded."""
+
+    commit: str | None
+    dirty: bool
+    variant: str
+    tool_version: str
+    created: str  # ISO 8601, UTC
+    collector: str
+    python: str
+
+
+@dataclass
+class Context:
+    """What one context ran (numbits per file), read, and includes."""
+
+    lines: dict[str, bytes] = field(default_factory=dict)
+    reads: set[str] = field(default_factory=set)
+    includes: set[ContextKey] = field(default_factory=set)
+
+    def add_lines(self, path: str, lines: Iterable[int]) -> None:
+        """Add executed line numbers of `path`."""
+        bits = nums_to_numbits(lines)
+        old = self.lines.get(path)
+        self.lines[path] = bits if old is None else numbits_union(old, bits)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """How a test ended in the recorded run. Its lines live in context ("test", node ID)."""
+
+    duration: float
+    outcome: str  # passed, failed, error, skipped, xfailed, xpassed
+    path: str | None  # repo-relative file that defines the test
+
+
+@dataclass
+class MapData:
+    """A whole map in memory (used to write fragments and to merge them)."""
+
+    meta: MapMeta
+    files: dict[str, str | None] = field(default_factory=dict)  # path -> git blob id
+    contexts: dict[ContextKey, Context] = field(default_factory=dict)
+    tests: dict[str, TestResult] = field(default_factory=dict)
+    collected: set[str] = field(default_factory=set)
+
+    def context(self, key: ContextKey) -> Context:
+        """The context `key`, created empty if new."""
+        found = self.contexts.get(key)
+        if found is None:
+            found = self.contexts[key] = Context()
+        return found
+
+    def test_lines(self, nodeid: str) -> dict[str, set[int]]:
+        """Every line the test depends on: its own and all that its contexts include."""
+        lines: dict[str, set[int]] = {}
+        for key in self.closure(("test", nodeid)):
+            for path, bits in self.contexts[key].lines.items():
+                lines.setdefault(path, set()).update(numbits_to_nums(bits))
+        return lines
+
+    def closure(self, start: ContextKey) -> set[ContextKey]:
+        """`start` and every context it includes, transitively."""
+        seen = {start} if start in self.contexts else set()
+        pending = list(seen)
+        while pending:
+            for included in self.contexts[pending.pop()].includes:
+                if included not in seen and included in self.contexts:
+                    seen.add(included)
+                    pending.append(included)
+        return seen
+
+
+# -- writing ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _atomic_path(destination: Path) -> Iterator[Path]:
+    """A temporary path beside `destination`, renamed onto it if the block succeeds."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
+    )
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_map(destination: Path, data: MapData) -> None:
+    """Write `data` as a complete map at `destination`, atomically."""
+    with _atomic_path(destination) as temporary:
+        connection = sqlite3.connect(temporary)
+        try:
+            connection.executescript(
+                "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + _SCHEMA
+            )
+            with connection:
+                _insert(connection, data)
+            connection.execute("VACUUM")
+        finally:
+            connection.close()
+        with temporary.open("rb") as written:
+            os.fsync(written.fileno())
+
+
+def _insert(connection: sqlite3.Connection, data: MapData) -> None:
+    meta = data.meta
+    connection.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        [
+            ("schema_version", str(SCHEMA_VERSION)),
+            ("commit", meta.commit),
+            ("dirty", "1" if meta.dirty else "0"),
+            ("variant", meta.variant),
+            ("tool_version", meta.tool_version),
+            ("created", meta.created),
+            ("collector", meta.collector),
+            ("python", meta.python),
+        ],
+    )
+    paths = set(data.files)
+    for context in data.contexts.values():
+        paths.update(context.lines)
+        paths.update(context.reads)
+    file_ids = {path: index for index, path in enumerate(sorted(paths), start=1)}
+    connection.executemany(
+        "INSERT INTO file (id, path, blob) VALUES (?, ?, ?)",
+        [(file_id, path, data.files.get(path)) for path, file_id in file_ids.items()],
+    )
+    context_ids = {key: index for index, key in enumerate(sorted(data.contexts), start=1)}
+    connection.executemany(
+        "INSERT INTO context (id, kind, name) VALUES (?, ?, ?)",
+        [(context_id, kind, name) for (kind, name), context_id in context_ids.items()],
+    )
+    connection.executemany(
+        "INSERT INTO line_bits (context_id, file_id, numbits) VALUES (?, ?, ?)",
+        [
+            (context_ids[key], file_ids[path], bits)
+            for key, context in data.contexts.items()
+            for path, bits in context.lines.items()
+        ],
+    )
+    connection.executemany(
+        "INSERT INTO file_read (context_id, file_id) VALUES (?, ?)",
+        [
+            (context_ids[key], file_ids[path])
+            for key, context in data.contexts.items()
+            for path in context.reads
+        ],
+    )
+    connection.executemany(
+        "INSERT INTO includes (context_id, included_id) VALUES (?, ?)",
+        [
+            (context_ids[key], context_ids[included])
+            for key, context in data.contexts.items()
+            for included in context.includes
+            if included in context_ids
+        ],
+    )
+    connection.executemany(
+        "INSERT INTO test (nodeid, context_id, path, duration, outcome) VALUES (?, ?, ?, ?, ?)",
+        [
+            (nodeid, context_ids[("test", nodeid)], test.path, test.duration, test.outcome)
+            for nodeid, test in sorted(data.tests.items())
+            if ("test", nodeid) in context_ids
+        ],
+    )
+    connection.executemany(
+        "INSERT INTO collected (nodeid) VALUES (?)", [(nodeid,) for nodeid in data.collected]
+    )
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a map read-only after checking that it is one this version can use."""
+    if not path.is_file():
+        raise MapError(f"no map at {path}")
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+        if connection.execute("PRAGMA quick_check").fetchone() != ("ok",):
+            raise MapError(f"{path} is corrupt (SQLite integrity check failed); re-record it")
+    except sqlite3.DatabaseError as error:
+        connection.close()
+        raise MapError(f"{path} is not a readable selector map ({error}); re-record it") from None
+    except MapError:
+        connection.close()
+        raise
+    version = meta.get("schema_version")
+    if version != str(SCHEMA_VERSION):
+        connection.close()
+        raise MapError(
+            f"{path} has map schema version {version}, this selector reads version "
+            f"{SCHEMA_VERSION}; re-record it with this version"
+        )
+    return connection
+
+
+def read_meta(connection: sqlite3.Connection) -> MapMeta:
+    """The meta data of an open map."""
+    meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+    return MapMeta(
+        commit=meta.get("commit"),
+        dirty=meta.get("dirty") == "1",
+        variant=meta["variant"],
+        tool_version=meta["tool_version"],
+        created=meta["created"],
+        collector=meta["collector"],
+        python=meta["python"],
+    )
+
+
+def read_map(path: Path) -> MapData:
+    """Load a whole map into memory."""
+    connection = connect(path)
+    try:
+        return _load(connection)
+    except (sqlite3.DatabaseError, KeyError) as error:
+        raise MapError(f"{path} is not a readable selector map ({error}); re-record it") from None
+    finally:
+        connection.close()
+
+
+def _load(connection: sqlite3.Connection) -> MapData:
+    data = MapData(meta=read_meta(connection))
+    paths = dict(connection.execute("SELECT id, path FROM file").fetchall())
+    data.files = dict(connection.execute("SELECT path, blob FROM file").fetchall())
+    keys: dict[int, ContextKey] = {
+        context_id: (kind, name)
+        for context_id, kind, name in connection.execute("SELECT id, kind, name FROM context")
+    }
+    data.contexts = {key: Context() for key in keys.values()}
+    for context_id, file_id, bits in connection.execute(
+        "SELECT context_id, file_id, numbits FROM line_bits"
+    ):
+        data.contexts[keys[context_id]].lines[paths[file_id]] = bits
+    for context_id, file_id in connection.execute("SELECT context_id, file_id FROM file_read"):
+        data.contexts[keys[context_id]].reads.add(paths[file_id])
+    for context_id, included_id in connection.execute(
+        "SELECT context_id, included_id FROM includes"
+    ):
+        data.contexts[keys[context_id]].includes.add(keys[included_id])
+    data.tests = {
+        nodeid: TestResult(duration=duration, outcome=outcome, path=path)
+        for nodeid, path, duration, outcome in connection.execute(
+            "SELECT nodeid, path, duration, outcome FROM test"
+        )
+    }
+    data.collected = {nodeid for (nodeid,) in connection.execute("SELECT nodeid FROM collected")}
+    return data
+
+
+# -- merging ------------------------------------------------------------------------
+
+
+def merge(maps: list[MapData], meta: MapMeta) -> MapData:
+    """One map from fragments of the same commit and variant.
+
+    Fragments are applied oldest first. A test recorded in several fragments keeps the
+    newest recording (its own context is replaced, not united); shared contexts (imports,
+    fixtures, collection) are united, since every fragment's run really executed them.
+    """
+    merged = MapData(meta=meta)
+    for fragment in sorted(maps, key=lambda data: data.meta.created):
+        merged.files.update(fragment.files)
+        merged.collected.update(fragment.collected)
+        merged.tests.update(fragment.tests)
+        for key, context in fragment.contexts.items():
+            if key[0] == "test":
+                merged.contexts[key] = Context(
+                    dict(context.lines), set(context.reads), set(context.includes)
+                )
+                continue
+            target = merged.context(key)
+            for path, bits in context.lines.items():
+                old = target.lines.get(path)
+                target.lines[path] = bits if old is None else numbits_union(old, bits)
+            target.reads.update(context.reads)
+            target.includes.update(context.includes)
+    return merged
