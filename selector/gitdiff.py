@@ -1,0 +1,473 @@
+"""Everything selector needs from git, and the only module that talks to it.
+
+Keeping git behind this small API means the rest of the project deals in plain shas, repo-relative
+paths and hunks, and the GitPython pitfalls (path decoding, diff direction, per-file patch
+processes) are handled once, here. A diff is parsed from one ``git diff --raw -z --patch -U0``
+run: the NUL-separated raw records carry the exact path bytes, statuses and blob ids, and the
+patch that follows carries the hunks and git's own binary verdict, in the same order.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+_SHA = re.compile(r"[0-9a-f]{40}")
+_NULL_SHA = "0" * 40
+_GITLINK_MODE = "160000"
+_STATUSES = {
+    "A": "added",
+    "D": "deleted",
+    "M": "modified",
+    "R": "renamed",
+    "C": "copied",
+    "T": "type_changed",
+}
+# Each file pair's part of the patch starts with this line (consumed whole: it holds paths).
+_SECTION_HEADER = re.compile(rb"^diff --git [^\n]*\n", re.MULTILINE)
+# The other patch lines that matter. Content lines start with "+", "-", " " or "\", so none of
+# these patterns can match inside a file's text, however odd that text is.
+_PATCH_LINE = re.compile(
+    rb"""^(?:
+        index\ [0-9a-f]+\.\.(?P<new_blob>[0-9a-f]+)
+      | (?P<binary>Binary\ files\ )
+      | @@\ -(?P<old_start>\d+)(?:,(?P<old_count>\d+))?
+        \ \+(?P<new_start>\d+)(?:,(?P<new_count>\d+))?\ @@
+    )""",
+    re.MULTILINE | re.VERBOSE,
+)
+# Flags that pin `git diff` to one parseable output whatever the user's git config says: exact
+# hunks (no context, no merged neighbours), full blob ids, no colour, no external or textconv
+# drivers, paths from the top level, submodules as gitlink ids, and a submodule's own untracked
+# files not counted as a change of the superproject.
+_DIFF_ARGS = (
+    "--raw",
+    "-z",
+    "--patch",
+    "--unified=0",
+    "--inter-hunk-context=0",
+    "--find-renames",
+    "--find-copies",
+    "--no-abbrev",
+    "--full-index",
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--no-relative",
+    "--submodule=short",
+    "--ignore-submodules=untracked",
+)
+# GIT_DIFF_OPTS=--unified=N would silently override --unified=0; an empty value is ignored by git.
+_DIFF_ENV = {"GIT_DIFF_OPTS": ""}
+
+
+class GitError(Exception):
+    """A git problem the user must act on; str(error) is a one-line message saying what to do."""
+
+
+def open_repo(path: Path) -> git.Repo | None:
+    """The repository containing ``path`` (searching parents), or None when there is none.
+
+    None rather than an exception because "not in a repository" is an expected situation the
+    caller reports in its own words.
+    """
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+
+
+def repo_root(repo: git.Repo) -> Path:
+    """The working tree's top level, resolved, so it compares equal to resolved file paths."""
+    if repo.working_tree_dir is None:
+        raise GitError(
+            f"{repo.git_dir} is a bare repository: run selector in a clone with a working tree"
+        )
+    return Path(repo.working_tree_dir).resolve()
+
+
+def head_commit(repo: git.Repo) -> str | None:
+    """The sha HEAD points at, or None in a repository that has no commit yet."""
+    try:
+        return repo.head.commit.hexsha
+    except ValueError:  # GitPython's way of saying HEAD is an unborn branch
+        return None
+
+
+def is_dirty(repo: git.Repo) -> bool:
+    """Whether tracked files differ from HEAD, staged or not; untracked files do not count.
+
+    One ``git status`` run, which refreshes stat information so that merely touched files are
+    not reported. GIT_OPTIONAL_LOCKS=0 keeps it from rewriting the index behind the user's back.
+    """
+    output = _run(
+        repo,
+        "status",
+        "--porcelain",
+        "-z",
+        "--untracked-files=no",
+        env={"GIT_OPTIONAL_LOCKS": "0"},
+    )
+    return bool(output)
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a blob with these bytes (``git hash-object``), computed without git."""
+    digest = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def resolve_commit(repo: git.Repo, rev: str) -> str:
+    """The commit sha a revision names (``origin/main``, a sha, ``HEAD~3``, a tag).
+
+    A revision that is missing is the usual CI failure (shallow or single-branch checkouts), so
+    the error says how to fetch it.
+    """
+    status, output, stderr = _git(
+        repo, "rev_parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"
+    )
+    if status == 1:  # --quiet: the name does not resolve to a commit here
+        raise GitError(_missing_revision_message(repo, rev))
+    if status != 0:
+        raise GitError(_failure_message(repo, "rev-parse", stderr))
+    return output.decode().strip()
+
+
+def merge_base(repo: git.Repo, a: str, b: str) -> str | None:
+    """The best common ancestor of two revisions, or None when git finds none.
+
+    None also covers a shallow clone whose history is cut before the common ancestor.
+    """
+    commits = resolve_commit(repo, a), resolve_commit(repo, b)
+    status, output, stderr = _git(repo, "merge_base", "--end-of-options", *commits)
+    if status == 1:  # git's answer for "no common ancestor"
+        return None
+    if status != 0:
+        raise GitError(_failure_message(repo, "merge-base", stderr))
+    return output.decode().strip()
+
+
+def first_parent_ancestors(repo: git.Repo, rev: str, limit: int) -> list[str]:
+    """``rev``'s commit, then its first-parent ancestors, newest first, at most ``limit``.
+
+    First parents follow the mainline a branch was merged into, which is where maps are recorded.
+    History ends quietly at a shallow clone's boundary, as git itself sees it.
+    """
+    if limit < 1:
+        return []
+    commit = resolve_commit(repo, rev)
+    output = _run(repo, "rev_list", "--first-parent", f"--max-count={limit}", commit)
+    return output.decode().split()
+
+
+def has_commit(repo: git.Repo, sha: str) -> bool:
+    """Whether the commit object itself is present locally (a shallow clone may lack it).
+
+    Asked through GitPython's long-running ``cat-file --batch-check``, so checking many candidate
+    commits costs no process each.
+    """
+    _require_sha(sha)
+    try:
+        _, kind, _ = repo.git.get_object_header(sha)
+    except ValueError:  # git answered "missing"
+        return False
+    return _type_name(kind) == "commit"
+
+
+def read_blob(repo: git.Repo, blob_sha: str) -> bytes:
+    """The bytes of a blob, read through GitPython's long-running ``cat-file --batch``."""
+    _require_sha(blob_sha)
+    try:
+        _, kind, _, data = repo.git.get_object_data(blob_sha)
+    except ValueError as error:
+        raise GitError(
+            f"blob {blob_sha} is not in {_where(repo)}: fetch the commits that contain it"
+        ) from error
+    if _type_name(kind) != "blob":
+        raise GitError(f"{blob_sha} is a {_type_name(kind)}, not a blob: pass a blob id")
+    return data
+
+
+def file_at(repo: git.Repo, commit: str, path: str) -> bytes | None:
+    """The content of a repo-relative path at a commit; None if no file is there.
+
+    Walks the commit's trees in process, because ``cat-file --batch`` cannot be handed a path
+    that is not valid UTF-8. A directory or a submodule at ``path`` is not a file: None.
+    """
+    sha = commit if _SHA.fullmatch(commit) else resolve_commit(repo, commit)
+    try:
+        tree = git.Commit(repo, bytes.fromhex(sha)).tree
+    except ValueError as error:
+        raise GitError(_missing_revision_message(repo, commit)) from error
+    try:
+        item = tree.join(path)
+    except KeyError:
+        return None
+    if not isinstance(item, git.Blob):
+        return None
+    data: bytes = item.data_stream.read()
+    return data
+
+
+@dataclass(frozen=True)
+class Hunk:
+    """One changed region, numbered as in a unified diff header.
+
+    For a pure insertion ``old_start`` is the old line after which lines are inserted (0 = top);
+    for a pure deletion ``new_start`` is the new line after which lines were removed.
+    """
+
+    old_start: int
+    old_count: int
+    new_start: int
+    new_count: int
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """How one file differs between the two sides of a diff.
+
+    Paths are repo-relative, '/'-separated, and decoded with os.fsdecode so that os.fsencode gives
+    back the exact bytes git stores. For a gitlink the blob fields hold the submodule commit. For
+    the working tree side, ``new_blob`` is the id git would store the file under; the blob itself
+    is not written, so read the file rather than the blob.
+    """
+
+    status: str
+    old_path: str | None
+    new_path: str | None
+    old_blob: str | None
+    new_blob: str | None
+    binary: bool
+    submodule: bool
+    mode_only: bool
+    hunks: tuple[Hunk, ...]
+
+
+def diff(
+    repo: git.Repo, old_commit: str, new_commit: str = "HEAD", *, working_tree: bool = False
+) -> list[FileChange]:
+    """What changed from ``old_commit`` to ``new_commit``, with renames and copies found.
+
+    With ``working_tree`` the new side is the working tree instead (``new_commit`` is ignored):
+    tracked files as they are on disk, staged or not, plus untracked files that are not ignored,
+    which appear as added. Only the trees of the two sides are read, so a shallow clone holding
+    both commits is enough. Hunks have no context lines, so they are exactly the changed lines.
+    """
+    if not working_tree:
+        return _diff(repo, old_commit, new_commit)
+    # Untracked files join the diff as intent-to-add entries of a throwaway copy of the index, so
+    # git itself decides what is ignored, what is binary and what was renamed, and the user's
+    # index is never touched.
+    with tempfile.TemporaryDirectory(prefix="selector-") as scratch:
+        index = Path(scratch, "index")
+        live_index = Path(repo.git_dir, "index")
+        if live_index.exists():  # keeps staged content and git's stat cache; absent when empty
+            shutil.copyfile(live_index, index)
+        env = {"GIT_INDEX_FILE": str(index)}
+        _run(repo, "add", "--intent-to-add", "--all", env=env)
+        return _diff(repo, old_commit, env=env)
+
+
+@dataclass
+class _Raw:
+    """One record of ``git diff --raw -z``: modes, blob ids, status letter and paths."""
+
+    old_mode: str
+    new_mode: str
+    old_blob: str
+    new_blob: str
+    status: str
+    old_path: str
+    new_path: str
+
+
+@dataclass
+class _Section:
+    """What one ``diff --git`` section of the patch says about its file pair."""
+
+    new_blob: str | None = None
+    binary: bool = False
+    hunks: list[Hunk] = field(default_factory=list)
+
+
+def _diff(repo: git.Repo, *revisions: str, env: dict[str, str] | None = None) -> list[FileChange]:
+    """Run one ``git diff`` over ``revisions`` and turn its output into FileChanges."""
+    status, output, stderr = _git(
+        repo,
+        "diff",
+        *_DIFF_ARGS,
+        "--end-of-options",
+        *revisions,
+        "--",
+        env={**_DIFF_ENV, **(env or {})},
+    )
+    if status != 0:
+        for revision in revisions:
+            resolve_commit(repo, revision)  # raises the fetch advice when a side is missing
+        raise GitError(_failure_message(repo, "diff", stderr))
+    records, patch = _parse_raw(output)
+    sections = _parse_patch(patch)
+    return [_file_change(record, sections) for record in records]
+
+
+def _parse_raw(output: bytes) -> tuple[list[_Raw], bytes]:
+    """Split ``--raw -z --patch`` output into its raw records and the patch text after them.
+
+    Each record is ``:modes shas status`` NUL path NUL (NUL second path for renames and copies);
+    one more NUL separates the records from the patch.
+    """
+    records = []
+    position = 0
+    while output.startswith(b":", position):
+        end = output.index(b"\0", position)
+        old_mode, new_mode, old_blob, new_blob, status = output[position + 1 : end].decode().split()
+        paths = []
+        for _ in range(2 if status[0] in "RC" else 1):
+            start, end = end + 1, output.index(b"\0", end + 1)
+            paths.append(os.fsdecode(output[start:end]))
+        records.append(_Raw(old_mode, new_mode, old_blob, new_blob, status[0], paths[0], paths[-1]))
+        position = end + 1
+    return records, output[position + 1 :]
+
+
+def _parse_patch(patch: bytes) -> Iterator[_Section]:
+    """The patch's ``diff --git`` sections in order, reading only the lines that matter."""
+    for text in _SECTION_HEADER.split(patch)[1:]:  # [0] is the empty text before the first
+        section = _Section()
+        for line in _PATCH_LINE.finditer(text):
+            if line["new_blob"]:
+                section.new_blob = line["new_blob"].decode()
+            elif line["binary"]:
+                section.binary = True
+            else:
+                section.hunks.append(
+                    Hunk(
+                        int(line["old_start"]),
+                        int(line["old_count"] or 1),
+                        int(line["new_start"]),
+                        int(line["new_count"] or 1),
+                    )
+                )
+        yield section
+
+
+def _file_change(record: _Raw, sections: Iterator[_Section]) -> FileChange:
+    """Combine a raw record with its patch section(s) into the public FileChange.
+
+    A type change (file to symlink, file to submodule) is printed as a deletion section followed
+    by an addition section; its hunk spans the whole old content and the whole new content.
+    """
+    section = next(sections)
+    hunks = tuple(section.hunks)
+    if record.status == "T":
+        added = next(sections)
+        section = _Section(added.new_blob, section.binary or added.binary)
+        hunks = _whole_file_hunks(hunks, tuple(added.hunks))
+    submodule = _GITLINK_MODE in (record.old_mode, record.new_mode)
+    new_blob = record.new_blob
+    if new_blob == _NULL_SHA:  # a working tree file git has not stored; its id is in the patch
+        new_blob = section.new_blob or record.old_blob  # no index line: content is unchanged
+    return FileChange(
+        status=_STATUSES[record.status],
+        old_path=None if record.status == "A" else record.old_path,
+        new_path=None if record.status == "D" else record.new_path,
+        old_blob=None if record.status == "A" else record.old_blob,
+        new_blob=None if record.status == "D" else new_blob,
+        binary=section.binary,
+        submodule=submodule,
+        mode_only=record.status == "M"
+        and record.old_blob == new_blob
+        and record.old_mode != record.new_mode,
+        hunks=() if submodule or section.binary else hunks,
+    )
+
+
+def _whole_file_hunks(removed: tuple[Hunk, ...], added: tuple[Hunk, ...]) -> tuple[Hunk, ...]:
+    """One hunk replacing all old lines by all new lines, from a deletion and an addition diff."""
+    if not removed and not added:
+        return ()
+    old = removed[0] if removed else Hunk(0, 0, 0, 0)
+    new = added[0] if added else Hunk(0, 0, 0, 0)
+    return (Hunk(old.old_start, old.old_count, new.new_start, new.new_count),)
+
+
+def _git(
+    repo: git.Repo, command: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, bytes, str]:
+    """Run ``git <command> <args>`` through GitPython; exit status, exact stdout bytes, stderr.
+
+    Arguments go to git as argv, so paths and revisions need no quoting. GitPython would strip
+    the last newline of stdout by default; the parsers here need the bytes as git wrote them.
+    """
+    status, stdout, stderr = getattr(repo.git, command)(
+        *args,
+        env=env,
+        with_extended_output=True,
+        with_exceptions=False,
+        stdout_as_string=False,
+        strip_newline_in_stdout=False,
+    )
+    return status, stdout, stderr
+
+
+def _run(repo: git.Repo, command: str, *args: str, env: dict[str, str] | None = None) -> bytes:
+    """Run a git command that is expected to succeed; its stdout, or GitError."""
+    status, stdout, stderr = _git(repo, command, *args, env=env)
+    if status != 0:
+        raise GitError(_failure_message(repo, command.replace("_", "-"), stderr))
+    return stdout
+
+
+def _failure_message(repo: git.Repo, command: str, stderr: str) -> str:
+    """One line: which git command failed where, git's own reason, and a fix when one is known."""
+    if "safe.directory" in stderr:
+        root = _where(repo)
+        return (
+            f"git refuses to work in {root} because another user owns it: "
+            f"run `git config --global --add safe.directory {root}`"
+        )
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    reason = (errors or lines or ["git gave no reason"])[0]
+    return f"`git {command}` failed in {_where(repo)}: {reason}"
+
+
+def _missing_revision_message(repo: git.Repo, rev: str) -> str:
+    """Say that ``rev`` is not here and give the fetch command that would bring it."""
+    remote, _, branch = rev.partition("/")
+    if branch and remote in {each.name for each in repo.remotes}:
+        fetch = f"git fetch {remote} {branch}"
+    else:
+        fetch = f"git fetch origin {rev}"
+    return (
+        f"revision {rev!r} is not a commit in {_where(repo)}: fetch it (`{fetch}`; in GitHub "
+        "Actions, actions/checkout with fetch-depth: 0) or check the name"
+    )
+
+
+def _where(repo: git.Repo) -> str:
+    """The directory to name in messages: the working tree, or the git directory if bare."""
+    return os.fspath(repo.working_tree_dir or repo.git_dir)
+
+
+def _type_name(kind: str | bytes) -> str:
+    """An object type from GitPython's cat-file helpers, which return bytes though typed str."""
+    return os.fsdecode(kind)
+
+
+def _require_sha(sha: str) -> None:
+    """Reject anything but a full lowercase sha before it reaches a cat-file batch process.
+
+    A stray newline would desynchronise the long-running process for every later call in older
+    GitPython releases, and only full shas name a commit the same way in every clone.
+    """
+    if not _SHA.fullmatch(sha):
+        raise ValueError(f"expected a 40-hex sha, got {sha!r}")
