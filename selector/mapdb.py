@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coverage.numbits import nums_to_numbits, numbits_to_nums, numbits_union
+from coverage.numbits import numbits_to_nums, numbits_union, nums_to_numbits
 
 SCHEMA_VERSION = 1
 
@@ -163,7 +163,7 @@ def _atomic_path(destination: Path) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
-        os.replace(temporary, destination)
+        temporary.replace(destination)
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -205,7 +205,7 @@ class Recorder:
 
     def opened(self, args: tuple[Any, ...]) -> None:
         """A file was opened: remember repository files opened for reading."""
-        target, mode, flags = (tuple(args) + (None, None, None))[:3]
+        target, mode, flags = (*args, None, None, None)[:3]
         if isinstance(target, int) or target is None:
             return
         if isinstance(mode, str):

@@ -35,9 +35,7 @@ def statement_starts(tree: ast.Module) -> list[int]:
     an inner statement is always visited after the statements that contain it and
     overwrites their claim.
     """
-    last_line = max(
-        (getattr(node, "end_lineno", 0) or 0 for node in ast.walk(tree)), default=0
-    )
+    last_line = max((getattr(node, "end_lineno", 0) or 0 for node in ast.walk(tree)), default=0)
     owner = [0] * (last_line + 1)
     for node in ast.walk(tree):
         if isinstance(node, _OWNERS):

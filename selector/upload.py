@@ -67,4 +67,3 @@ def _merged_meta(commit: str, variant: str, fragments: list[MapData]) -> MapMeta
         collector=",".join(sorted({fragment.meta.collector for fragment in fragments})),
         python=max(fragment.meta.python for fragment in fragments),
     )
-

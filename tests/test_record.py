@@ -5,8 +5,9 @@ import sys
 import pytest
 from coverage.numbits import numbits_to_nums
 
-from conftest import Project
 from selector.mapdb import MapData
+
+from projects import Project
 
 
 def depends(project: Project, data: MapData, nodeid: str, path: str, text: str) -> bool:
@@ -100,7 +101,11 @@ def test_wide_fixture_setup_belongs_to_every_test_using_it(project: Project) -> 
     project.commit()
     project.record().assert_outcomes(passed=4)
     data = project.fragment()
-    for nodeid in ("test_one.py::test_first", "test_one.py::test_second", "test_two.py::test_third"):
+    for nodeid in (
+        "test_one.py::test_first",
+        "test_one.py::test_second",
+        "test_two.py::test_third",
+    ):
         assert depends(project, data, nodeid, "app.py", 'return {"built": True}')
     for nodeid in ("test_one.py::test_first", "test_two.py::test_third"):
         assert depends(project, data, nodeid, "app.py", 'return "connected"')
@@ -334,7 +339,10 @@ def test_lines_are_normalised_to_statements(project: Project) -> None:
     project.commit()
     project.record().assert_outcomes(passed=1)
     lines = own_lines(project.fragment(), "test_app.py::test_total", "app.py")
-    assert lines == {project.line_of("app.py", "result = sum("), project.line_of("app.py", "return")}
+    assert lines == {
+        project.line_of("app.py", "result = sum("),
+        project.line_of("app.py", "return"),
+    }
 
 
 def test_one_liners_and_lambdas_are_recorded(project: Project) -> None:
@@ -415,7 +423,7 @@ def test_both_collectors_record_the_same_lines(project: Project) -> None:
                 def total(shapes):
                     try:
                         return sum(shape.area() for shape in shapes)
-                    except TypeError:
+                    except AttributeError:
                         return None
                     finally:
                         pass

@@ -4,9 +4,10 @@ import sys
 
 import pytest
 
-from conftest import Project, git
 from selector.cli import main
 from selector.mapdb import read_map
+
+from projects import Project, git
 
 
 def test_failing_suite_still_leaves_a_complete_fragment(project: Project) -> None:
