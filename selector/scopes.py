@@ -7,7 +7,9 @@ may touch any one of them.
 """
 
 import ast
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeAlias
 
 _OWNERS = (ast.stmt, ast.excepthandler)
 
@@ -94,3 +96,449 @@ def imported_modules(tree: ast.Module, package: str | None) -> set[str]:
             names.update(_with_parents(base))
             names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
     return names
+
+
+# -- what a change to one file can affect ---------------------------------------------------
+#
+# `selector plan` compares the syntax trees of a file before and after a change and splits
+# the difference into three parts, each with its own rule in DESIGN "Selection": nothing
+# (formatting only), the OWN bodies of functions (rule 1), and the module skeleton (rule 2).
+
+_FunctionNode: TypeAlias = ast.FunctionDef | ast.AsyncFunctionDef
+# A tree rendered for comparison (see _outline).
+_Outline: TypeAlias = tuple[str, ...]
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_CONTAINERS = (ast.stmt, ast.excepthandler, ast.match_case)
+_BODY = "<body>"  # stands for a function's code in an outline
+
+# Names through which a module's code reads its own namespace by computed name: with one of
+# them in the old module, a new global may change what existing code does.
+_NAMESPACE_READERS = frozenset(
+    {"globals", "vars", "locals", "dir", "__dict__", "__getattr__", "__dir__", "getmembers"}
+    | {"modules", "import_module", "__import__"}  # sys.modules[__name__] and friends
+)
+# Module-level names that pytest and unittest call because of their name alone.
+_HOOK_NAMES = frozenset(
+    {"setup_module", "teardown_module", "setUpModule", "tearDownModule", "load_tests"}
+    | {"setup_function", "teardown_function", "setup", "teardown"}
+)
+
+
+@dataclass(frozen=True)
+class FunctionScope:
+    """Where one `def` lies, split into what runs when it is defined and when it is called.
+
+    `header` runs when the `def` statement runs: decorators, signature and docstring.
+    `body` is the code a call runs, from the first statement after the docstring to the end;
+    a one-liner's body is its `def` line, which then lies in both. A function without code
+    (only a docstring) runs nothing of its own when called, and CPython reports the call on
+    its `def` or first decorator line: its header and body are both the whole definition, so
+    the tests that called it are among those that executed its body lines.
+    """
+
+    qualname: str
+    header: tuple[int, int]
+    body: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class NewDefinition:
+    """A top-level `def` or `class` that a change adds under a name the old module never used."""
+
+    name: str
+    lines: tuple[int, int]
+    inert: bool
+
+
+@dataclass(frozen=True)
+class SourceChange:
+    """How two versions of a Python file differ, in the terms of the selection rules.
+
+    `module_changed` covers everything outside function bodies: module and class level, and
+    the header (decorators, signature, docstring) of every function that is not nested in
+    another function. An `added` definition with `inert` False makes it True; inert ones
+    alone leave it False, and nothing is listed in `added` when anything else at module
+    level changed. `changed_functions` are qualnames present in both versions whose own
+    body changed; the header of a nested function is part of its parent's own body, since
+    it is evaluated each time the parent runs.
+    """
+
+    identical: bool
+    module_changed: bool
+    changed_functions: tuple[str, ...]
+    added: tuple[NewDefinition, ...]
+    removed_functions: tuple[str, ...]
+
+
+def _docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The docstring statement of a module, class or function body, as a list of 0 or 1."""
+    match body:
+        case [ast.Expr(value=ast.Constant(value=str())), *_]:
+            return body[:1]
+    return []
+
+
+def _code(body: list[ast.stmt]) -> list[ast.stmt]:
+    """A function body without its docstring: the statements a call runs."""
+    return body[len(_docstring(body)) :]
+
+
+def _outline(node: ast.AST | list[ast.stmt]) -> _Outline:
+    """`node` as a flat sequence of tokens, equal for equal trees, with functions' code hidden.
+
+    Hiding a function's code leaves what runs when the enclosing code runs: its decorators,
+    signature and docstring, and class bodies whole. Nodes open with their type name and
+    close with ")", lists are bracketed, leaves are compared by repr like `ast.dump` does
+    (1, 1.0 and True are equal values but different code). The walk is iterative: a long
+    `a + b + ...` chain nests deeper than Python's recursion limit allows.
+    """
+    tokens: list[str] = []
+    pending: list[object] = [node]  # last first; a string is a finished token
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            tokens.append(item)
+        elif isinstance(item, list):
+            tokens.append("[")
+            pending.append("]")
+            pending += [_pending(element) for element in reversed(item)]
+        elif isinstance(item, ast.AST):
+            tokens.append(f"({type(item).__name__}")
+            pending.append(")")
+            pending += reversed(_fields(item))
+    return tuple(tokens)
+
+
+def _pending(value: object) -> object:
+    """A field value as `_outline` stacks it: nodes and lists to expand, leaves as tokens."""
+    return value if isinstance(value, ast.AST | list) else repr(value)
+
+
+def _fields(node: ast.AST) -> list[object]:
+    """The fields of `node` to outline, a function's code replaced by a placeholder."""
+    fields: list[object] = []
+    for name in node._fields:
+        if name == "body" and isinstance(node, _FUNCTIONS):
+            fields += [_docstring(node.body), _BODY]
+        else:
+            fields.append(_pending(getattr(node, name, None)))
+    return fields
+
+
+def _definitions(node: ast.AST, prefix: str = "") -> Iterator[tuple[str, _FunctionNode]]:
+    """Every function under `node` with its qualname, in source order.
+
+    Only statements can hold a `def`, so expressions are not searched.
+    """
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, _FUNCTIONS):
+            yield prefix + child.name, child
+            yield from _definitions(child, f"{prefix}{child.name}.")
+        elif isinstance(child, ast.ClassDef):
+            yield from _definitions(child, f"{prefix}{child.name}.")
+        elif isinstance(child, _CONTAINERS):
+            yield from _definitions(child, prefix)
+
+
+def _signature_end(node: _FunctionNode) -> int:
+    """Last line of a function's decorators, parameters and return annotation."""
+    parts: list[ast.AST] = [*node.decorator_list, node.args, *getattr(node, "type_params", [])]
+    if node.returns is not None:
+        parts.append(node.returns)
+    ends: list[int | None] = [
+        getattr(sub, "end_lineno", None) for part in parts for sub in ast.walk(part)
+    ]
+    return max([node.lineno, *(end for end in ends if end is not None)])
+
+
+def _scope(qualname: str, node: _FunctionNode) -> FunctionScope:
+    """The header and body spans of one function (see FunctionScope)."""
+    start, end = _start_line(node), node.end_lineno or node.lineno
+    code = _code(node.body)
+    if not code:
+        return FunctionScope(qualname, (start, end), (start, end))
+    body_start = _start_line(code[0])
+    return FunctionScope(
+        qualname, (start, max(_signature_end(node), body_start - 1)), (body_start, end)
+    )
+
+
+def function_scopes(tree: ast.Module) -> dict[str, FunctionScope]:
+    """Every function and method in `tree` by qualname ("Class.method", "outer.inner").
+
+    Control flow does not enter the qualname. A qualname defined twice (redefinition,
+    if/else branches, `@overload`, property setters) maps to its last definition.
+    """
+    return {qualname: _scope(qualname, node) for qualname, node in _definitions(tree)}
+
+
+def innermost_function(scopes: dict[str, FunctionScope], line: int) -> FunctionScope | None:
+    """The innermost function whose body contains `line`, or None for code no call runs.
+
+    The functions whose bodies contain a line are nested in one another, so the innermost is
+    the one with the deepest qualname.
+    """
+    containing = [scope for scope in scopes.values() if scope.body[0] <= line <= scope.body[1]]
+    return max(containing, key=lambda scope: scope.qualname.count("."), default=None)
+
+
+def _strings(tree: ast.AST) -> Iterator[str]:
+    """Every string field of every node: names, attributes, import paths, string constants."""
+    for node in ast.walk(tree):
+        for _, value in ast.iter_fields(node):
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str):
+                    yield item
+
+
+def identifiers(tree: ast.AST) -> set[str]:
+    """Every name and string in `tree`, dotted ones also in parts.
+
+    A superset of the ways code can name a global: variables, attributes, imports, `global`,
+    parameters, keywords, and strings (`__all__`, `getattr(module, "name")`, mock targets).
+    """
+    found: set[str] = set()
+    for text in _strings(tree):
+        found.add(text)
+        found.update(text.split("."))
+    return found
+
+
+def _own_bodies(tree: ast.Module) -> dict[str, list[_Outline]]:
+    """The own body of every definition of every qualname, in source order.
+
+    A function's own body is its code with nested functions' code replaced by a placeholder:
+    their headers run each time the function runs, their code belongs to them.
+    """
+    bodies: dict[str, list[_Outline]] = {}
+    for qualname, node in _definitions(tree):
+        bodies.setdefault(qualname, []).append(_outline(_code(node.body)))
+    return bodies
+
+
+def _changed_bodies(
+    old: dict[str, list[_Outline]], new: dict[str, list[_Outline]]
+) -> tuple[tuple[str, ...], bool]:
+    """Qualnames whose own body changed, and whether some change cannot be pinned to one.
+
+    A qualname defined several times maps to its last definition (see function_scopes), so
+    only a change to the last one can be reported for the qualname. When the definitions
+    before it are unchanged, the k-th old definition is the k-th new one, unless the code
+    around them changed, which the enclosing scope reports. Any other change is ambiguous.
+    """
+    changed: list[str] = []
+    ambiguous = False
+    for qualname, old_bodies in old.items():
+        new_bodies = new.get(qualname)
+        if new_bodies is None or new_bodies == old_bodies:
+            continue
+        if len(new_bodies) == len(old_bodies) and new_bodies[:-1] == old_bodies[:-1]:
+            changed.append(qualname)
+        else:
+            ambiguous = True
+    return tuple(changed), ambiguous
+
+
+def _protocol_name(name: str) -> bool:
+    """Whether Python, pytest or unittest look `name` up in a module without code naming it."""
+    return (name.startswith("__") and name.endswith("__")) or (
+        name.startswith("pytest_") or name in _HOOK_NAMES
+    )
+
+
+def _has_star_import(tree: ast.Module) -> bool:
+    """Whether `from ... import *` may bring names nobody can list into the module."""
+    return any(
+        isinstance(node, ast.ImportFrom) and node.names[0].name == "*" for node in ast.walk(tree)
+    )
+
+
+def _fresh_names(old: ast.Module) -> Callable[[str], bool]:
+    """A test of whether a new global of a given name can change nothing that `old` did.
+
+    It cannot if no identifier or string of `old` is that name, so no existing code reads
+    it (a new `open` shadows the builtin for old code that calls `open`), unless the module
+    reads its namespace by computed name, star-imports unknown names, or the name is a hook.
+    """
+    taken = identifiers(old)
+    if _has_star_import(old) or not taken.isdisjoint(_NAMESPACE_READERS):
+        return lambda _name: False
+    return lambda name: name not in taken and not _protocol_name(name)
+
+
+def _literal(node: ast.expr | None, *, hashable: bool = False) -> bool:
+    """Whether evaluating `node` builds a value from constants only: it runs no code, cannot raise.
+
+    Dict keys must be hashable: a list key raises TypeError.
+    """
+    match node:
+        case ast.Constant():
+            return True
+        case ast.UnaryOp(op=ast.USub(), operand=ast.Constant(value=int() | float() | complex())):
+            return True
+        case ast.Tuple(elts=items) if not hashable:
+            return all(_literal(item) for item in items)
+        case ast.List(elts=items) if not hashable:
+            return all(_literal(item) for item in items)
+        case ast.Dict(keys=keys, values=values) if not hashable:
+            return all(_literal(key, hashable=True) for key in keys) and all(map(_literal, values))
+    return False
+
+
+def _annotated(node: _FunctionNode) -> bool:
+    """Whether the function has a parameter or return annotation."""
+    arguments = node.args
+    optional = [arguments.vararg, arguments.kwarg]
+    parameters = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+    parameters += [parameter for parameter in optional if parameter is not None]
+    return node.returns is not None or any(p.annotation is not None for p in parameters)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What, besides a definition itself, decides whether it is inert."""
+
+    lazy_annotations: bool  # `from __future__ import annotations`: annotations are strings
+    builtin_object: bool  # nothing rebinds `object`, so `class C(object)` means the builtin
+
+
+def _inert_function(node: _FunctionNode, module: _Context) -> bool:
+    """Whether running this `def` only binds a name: no decorator, literal defaults only."""
+    defaults = [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+    return (
+        not node.decorator_list
+        and not getattr(node, "type_params", None)
+        and all(map(_literal, defaults))
+        and (module.lazy_annotations or not _annotated(node))
+    )
+
+
+def _inert_class(node: ast.ClassDef, module: _Context) -> bool:
+    """Whether running this `class` statement only binds a name.
+
+    No decorator, no metaclass or other keyword, no base but `object`, and a body of
+    constants, literal assignments to plain names and inert definitions. Dunder names are
+    refused: `__slots__`, `__qualname__` and the like are checked when the class is made.
+    """
+    bases_ok = not node.bases or (
+        module.builtin_object
+        and len(node.bases) == 1
+        and isinstance(node.bases[0], ast.Name)
+        and node.bases[0].id == "object"
+    )
+    return (
+        bases_ok
+        and not node.decorator_list
+        and not node.keywords
+        and not getattr(node, "type_params", None)
+        and all(_inert_class_statement(statement, module) for statement in node.body)
+    )
+
+
+def _inert_class_statement(statement: ast.stmt, module: _Context) -> bool:
+    """Whether a statement of a class body can run with no effect besides binding a name."""
+    match statement:
+        case ast.Pass() | ast.Expr(value=ast.Constant()):
+            return True
+        case ast.Assign(targets=targets, value=value):
+            return all(map(_plain_name, targets)) and _literal(value)
+        case ast.AnnAssign(target=target, value=value):
+            literal = value is None or _literal(value)
+            return module.lazy_annotations and _plain_name(target) and literal
+        case ast.FunctionDef() | ast.AsyncFunctionDef() | ast.ClassDef():
+            return _inert(statement, module)
+    return False
+
+
+def _plain_name(target: ast.expr) -> bool:
+    """Whether an assignment target is a simple name that Python gives no special meaning."""
+    return isinstance(target, ast.Name) and not _protocol_name(target.id)
+
+
+def _inert(node: _FunctionNode | ast.ClassDef, module: _Context) -> bool:
+    """Whether defining `node` cannot have an effect or raise at import time."""
+    if isinstance(node, ast.ClassDef):
+        return _inert_class(node, module)
+    return _inert_function(node, module)
+
+
+def _only_read(tree: ast.Module, name: str) -> bool:
+    """Whether `name` occurs in `tree` only as a variable that is read, never bound."""
+    occurrences = sum(text == name for text in _strings(tree))
+    reads = sum(
+        isinstance(node, ast.Name) and node.id == name and isinstance(node.ctx, ast.Load)
+        for node in ast.walk(tree)
+    )
+    return occurrences == reads
+
+
+def _future_annotations(tree: ast.Module) -> bool:
+    """Whether `from __future__ import annotations` keeps the module's annotations unevaluated."""
+    return any(
+        isinstance(statement, ast.ImportFrom)
+        and statement.module == "__future__"
+        and any(alias.name == "annotations" for alias in statement.names)
+        for statement in tree.body
+    )
+
+
+def _skeleton(tree: ast.Module) -> list[_Outline]:
+    """The module with every function's code hidden, one outline per top-level statement."""
+    return [_outline(statement) for statement in tree.body]
+
+
+def _module_level_change(
+    old: ast.Module, new: ast.Module, old_skeleton: list[_Outline], new_skeleton: list[_Outline]
+) -> tuple[bool, tuple[NewDefinition, ...]]:
+    """Whether different skeletons differ by more than fresh inert definitions, and those.
+
+    Fresh top-level definitions are set aside; if the rest of the new skeleton equals the old
+    one, inserting them is the only module-level difference, and it matters only if one of
+    them is not inert. Otherwise the skeleton changed and nothing is listed.
+    """
+    is_fresh = _fresh_names(old)
+    fresh = {
+        index: statement
+        for index, statement in enumerate(new.body)
+        if isinstance(statement, _DEFINITIONS) and is_fresh(statement.name)
+    }
+    rest = [outline for index, outline in enumerate(new_skeleton) if index not in fresh]
+    if not fresh or rest != old_skeleton:
+        return True, ()
+    context = _Context(_future_annotations(new), _only_read(new, "object"))
+    added = tuple(
+        NewDefinition(
+            statement.name,
+            (_start_line(statement), statement.end_lineno or statement.lineno),
+            _inert(statement, context),
+        )
+        for statement in fresh.values()
+    )
+    return not all(definition.inert for definition in added), added
+
+
+def compare(old: ast.Module, new: ast.Module) -> SourceChange:
+    """What changed between two versions of a file, for the selection rules (see SourceChange).
+
+    Trees are compared, not text: comments, blank lines and formatting change nothing. The
+    skeleton and the own bodies of all functions make up the whole tree, each node in exactly
+    one of them, so the trees are identical when all of those are.
+    """
+    old_skeleton, new_skeleton = _skeleton(old), _skeleton(new)
+    old_bodies, new_bodies = _own_bodies(old), _own_bodies(new)
+    same_skeleton = old_skeleton == new_skeleton
+    if same_skeleton and old_bodies == new_bodies:
+        return SourceChange(True, False, (), (), ())
+    changed, ambiguous = _changed_bodies(old_bodies, new_bodies)
+    skeleton_changed, added = (
+        (False, ()) if same_skeleton else _module_level_change(old, new, old_skeleton, new_skeleton)
+    )
+    return SourceChange(
+        identical=False,
+        module_changed=skeleton_changed or ambiguous,
+        changed_functions=changed,
+        added=added,
+        removed_functions=tuple(name for name in old_bodies if name not in new_bodies),
+    )
