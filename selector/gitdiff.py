@@ -276,6 +276,38 @@ def diff(
         return _diff(repo, old_commit, env=env)
 
 
+def tree_blobs(repo: git.Repo, commit: str) -> dict[str, str]:
+    """Every file of ``commit``'s tree with its blob id (one ``git ls-tree`` run)."""
+    output = _run(repo, "ls_tree", "-r", "-z", "--full-tree", "--end-of-options", commit)
+    blobs = {}
+    for record in output.split(b"\0"):
+        if record:
+            info, _, path = record.partition(b"\t")
+            _mode, kind, sha = info.split(b" ")
+            if kind == b"blob":
+                blobs[os.fsdecode(path)] = sha.decode()
+    return blobs
+
+
+def working_tree_files(repo: git.Repo) -> list[str]:
+    """Files of the working tree that git would see: tracked ones and untracked, unignored ones."""
+    output = _run(repo, "ls_files", "-z", "--cached", "--others", "--exclude-standard")
+    return sorted({os.fsdecode(path) for path in output.split(b"\0") if path})
+
+
+def files_mentioning(repo: git.Repo, word: str, commit: str | None) -> set[str]:
+    """Files of ``commit`` (None: the working tree) in which ``word`` occurs as a whole word.
+
+    One ``git grep`` run; binary files count too, since any mention may be a use.
+    """
+    where = [commit] if commit else ["--untracked"]
+    status, output, stderr = _git(repo, "grep", "-z", "-l", "-w", "-F", "-e", word, *where, "--")
+    if status not in (0, 1):
+        raise GitError(_failure_message(repo, "grep", stderr))
+    prefix = f"{commit}:".encode() if commit else b""
+    return {os.fsdecode(path.removeprefix(prefix)) for path in output.split(b"\0") if path}
+
+
 @dataclass
 class _Raw:
     """One record of ``git diff --raw -z``: modes, blob ids, status letter and paths."""

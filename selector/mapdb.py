@@ -26,7 +26,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coverage.numbits import numbits_to_nums, numbits_union, nums_to_numbits
+from coverage.numbits import (
+    numbits_to_nums,
+    numbits_union,
+    nums_to_numbits,
+    register_sqlite_functions,
+)
 
 SCHEMA_VERSION = 1
 
@@ -46,7 +51,8 @@ CREATE TABLE test (
     context_id INTEGER NOT NULL REFERENCES context (id),
     path TEXT,
     duration REAL NOT NULL,
-    outcome TEXT NOT NULL
+    outcome TEXT NOT NULL,
+    markers TEXT NOT NULL
 );
 CREATE TABLE line_bits (
     context_id INTEGER NOT NULL REFERENCES context (id),
@@ -107,9 +113,12 @@ class Context:
 class TestResult:
     """How a test ended in the recorded run. Its lines live in context ("test", node ID)."""
 
+    __test__ = False  # not a test class, though pytest's name rule says so
+
     duration: float
     outcome: str  # passed, failed, error, skipped, xfailed, xpassed
     path: str | None  # repo-relative file that defines the test
+    markers: tuple[str, ...] = ()  # names of the pytest markers it carries
 
 
 @dataclass
@@ -240,9 +249,17 @@ def _insert(connection: sqlite3.Connection, data: MapData) -> None:
         ],
     )
     connection.executemany(
-        "INSERT INTO test (nodeid, context_id, path, duration, outcome) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO test (nodeid, context_id, path, duration, outcome, markers)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         [
-            (nodeid, context_ids[("test", nodeid)], test.path, test.duration, test.outcome)
+            (
+                nodeid,
+                context_ids[("test", nodeid)],
+                test.path,
+                test.duration,
+                test.outcome,
+                " ".join(test.markers),
+            )
             for nodeid, test in sorted(data.tests.items())
             if ("test", nodeid) in context_ids
         ],
@@ -294,6 +311,16 @@ def read_meta(connection: sqlite3.Connection) -> MapMeta:
     )
 
 
+def read_tests(connection: sqlite3.Connection) -> dict[str, TestResult]:
+    """Every recorded test of an open map."""
+    return {
+        nodeid: TestResult(duration, outcome, path, tuple(markers.split()))
+        for nodeid, path, duration, outcome, markers in connection.execute(
+            "SELECT nodeid, path, duration, outcome, markers FROM test"
+        )
+    }
+
+
 def read_map(path: Path) -> MapData:
     """Load a whole map into memory."""
     connection = connect(path)
@@ -324,12 +351,7 @@ def _load(connection: sqlite3.Connection) -> MapData:
         "SELECT context_id, included_id FROM includes"
     ):
         data.contexts[keys[context_id]].includes.add(keys[included_id])
-    data.tests = {
-        nodeid: TestResult(duration=duration, outcome=outcome, path=path)
-        for nodeid, path, duration, outcome in connection.execute(
-            "SELECT nodeid, path, duration, outcome FROM test"
-        )
-    }
+    data.tests = read_tests(connection)
     data.collected = {nodeid for (nodeid,) in connection.execute("SELECT nodeid FROM collected")}
     return data
 
@@ -362,3 +384,81 @@ def merge(maps: list[MapData], meta: MapMeta) -> MapData:
             target.reads.update(context.reads)
             target.includes.update(context.includes)
     return merged
+
+
+# -- querying -----------------------------------------------------------------------
+
+_TESTS_ABOVE = """
+WITH RECURSIVE reached (id) AS (
+    {seed}
+    UNION
+    SELECT includes.context_id FROM includes JOIN reached ON includes.included_id = reached.id
+)
+SELECT test.nodeid FROM test JOIN reached ON test.context_id = reached.id
+"""
+
+
+class MapIndex:
+    """Read-only questions a plan asks of a stored map, answered by SQL on the file.
+
+    "Which tests depend on these lines" starts from the contexts that ran the lines and
+    follows `includes` upwards to the tests, so a line run once by a session fixture
+    reaches every test that uses the fixture.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection = connect(path)
+        register_sqlite_functions(self._connection)
+        try:
+            self.meta = read_meta(self._connection)
+            self.blobs: dict[str, str | None] = dict(
+                self._connection.execute("SELECT path, blob FROM file").fetchall()
+            )
+            self._file_ids: dict[str, int] = dict(
+                self._connection.execute("SELECT path, id FROM file").fetchall()
+            )
+            self.tests = read_tests(self._connection)
+            self.collected = {
+                nodeid for (nodeid,) in self._connection.execute("SELECT nodeid FROM collected")
+            }
+        except (sqlite3.DatabaseError, KeyError) as error:
+            self._connection.close()
+            raise MapError(
+                f"{path} is not a readable selector map ({error}); re-record it"
+            ) from None
+
+    def close(self) -> None:
+        """Release the file."""
+        self._connection.close()
+
+    def tests_running(self, path: str, lines: Iterable[int] | None = None) -> set[str]:
+        """Tests that depend on any of `lines` of `path` (any line at all if None)."""
+        file_id = self._file_ids.get(path)
+        if file_id is None:
+            return set()
+        parameters: list[object] = [file_id]
+        if lines is None:
+            seed = "SELECT context_id FROM line_bits WHERE file_id = ?"
+        else:
+            seed = (
+                "SELECT context_id FROM line_bits"
+                " WHERE file_id = ? AND numbits_any_intersection(numbits, ?)"
+            )
+            parameters.append(nums_to_numbits(lines))
+        return self._tests_above(seed, parameters)
+
+    def tests_reading(self, path: str) -> set[str]:
+        """Tests that depend on a context that opened `path` for reading."""
+        file_id = self._file_ids.get(path)
+        if file_id is None:
+            return set()
+        return self._tests_above("SELECT context_id FROM file_read WHERE file_id = ?", [file_id])
+
+    def tests_including(self, kind: str, name: str) -> set[str]:
+        """Tests that include the context (kind, name), directly or through others."""
+        return self._tests_above("SELECT id FROM context WHERE kind = ? AND name = ?", [kind, name])
+
+    def _tests_above(self, seed: str, parameters: list[object]) -> set[str]:
+        query = _TESTS_ABOVE.format(seed=seed)
+        return {nodeid for (nodeid,) in self._connection.execute(query, parameters)}

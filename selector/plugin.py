@@ -7,7 +7,6 @@ installed, so it imports the recorder (and GitPython) only when recording is ask
 """
 
 import os
-import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,20 +33,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="line collector: sys.monitoring (3.12+) or coverage.py's tracer (default: auto)",
     )
     group.addoption(
+        "--selector-plan",
+        type=Path,
+        default=None,
+        metavar="PLAN",
+        help="run only what this plan (from `selector plan --output`) selects",
+    )
+    group.addoption(
+        "--selector-shard",
+        default=None,
+        metavar="K/N",
+        help="with --selector-plan: run shard K of N (or K, with N from the plan)",
+    )
+    group.addoption(
         "--selector-variant",
         default=None,
-        help="variant key of the recorded map (default: $SELECTOR_VARIANT or pyX.Y)",
+        help="variant key of the recorded map (default: $SELECTOR_VARIANT, the configuration, "
+        "or pyX.Y)",
     )
-
-
-def default_variant() -> str:
-    """Maps are only comparable between runs of the same Python minor version."""
-    return os.environ.get("SELECTOR_VARIANT") or f"py{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def _run_info(rootpath: Path, variant: str | None) -> tuple[Path, "RunInfo"]:
     from selector import gitdiff
+    from selector.config import ConfigError, load_config, resolve_variant
     from selector.record import RunInfo
+    from selector.store import StoreError
 
     repo = gitdiff.open_repo(rootpath)
     if repo is None:
@@ -56,10 +66,14 @@ def _run_info(rootpath: Path, variant: str | None) -> tuple[Path, "RunInfo"]:
         root, commit = gitdiff.repo_root(repo), gitdiff.head_commit(repo)
         dirty = commit is not None and gitdiff.is_dirty(repo)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    try:
+        variant = resolve_variant(variant, load_config(root))
+    except (ConfigError, StoreError) as error:
+        raise pytest.UsageError(f"selector: {error}") from None
     return root, RunInfo(
         commit=commit,
         dirty=dirty,
-        variant=variant or default_variant(),
+        variant=variant,
         fragment_dir=root / FRAGMENT_DIR,
         worker=worker,
     )
@@ -82,3 +96,14 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         early_config.pluginmanager.register(recorder, "selector-recorder")
         recorder.start()
     return (yield)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    plan_path = config.getoption("selector_plan")
+    if plan_path is not None:
+        from selector.planned import PlannedRun, load_plan
+
+        planned = PlannedRun(load_plan(plan_path), config.getoption("selector_shard"))
+        config.pluginmanager.register(planned, "selector-planned-run")
+    elif config.getoption("selector_shard") is not None:
+        raise pytest.UsageError("selector: --selector-shard needs --selector-plan")

@@ -283,8 +283,9 @@ class Recorder:
             self._test_includes[item.nodeid] = _test_includes(item)
             result = self._tests.get(item.nodeid)
             if result is not None:
+                markers = tuple(sorted({marker.name for marker in item.iter_markers()}))
                 self._tests[item.nodeid] = TestResult(
-                    result.duration, result.outcome, self._item_path(item)
+                    result.duration, result.outcome, self._item_path(item), markers
                 )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -1,0 +1,43 @@
+"""pytest node IDs and the items of a plan that cover them.
+
+A plan selects *items*: node IDs without their parametrisation (`a.py::test_x` runs every
+parameter of `test_x`) or prefixes (a folder, a test file, a class). One function decides
+what covers what, so the planner, the sharding and the pytest plugin agree.
+"""
+
+from collections.abc import Iterable
+
+
+def _split(nodeid: str) -> tuple[str, list[str], str]:
+    """(`path`, [names...], `[params]`) of a node ID; params may themselves contain '::'."""
+    path, _, rest = nodeid.partition("::")
+    bracket = rest.find("[")
+    names, params = (rest, "") if bracket < 0 else (rest[:bracket], rest[bracket:])
+    return path, names.split("::") if names else [], params
+
+
+def item_of(nodeid: str) -> str:
+    """The node ID without its parametrisation: `a.py::test[1-2]` -> `a.py::test`."""
+    path, names, _params = _split(nodeid)
+    return "::".join([path, *names])
+
+
+def prefixes(nodeid: str) -> Iterable[str]:
+    """Every item that can cover `nodeid`, least specific first.
+
+    Each folder, the file, each class, the test function, and the node ID itself.
+    """
+    path, names, params = _split(nodeid)
+    parts = path.split("/")
+    for index in range(1, len(parts) + 1):
+        yield "/".join(parts[:index])
+    for index in range(1, len(names) + 1):
+        yield "::".join([path, *names[:index]])
+    if params:
+        yield nodeid
+
+
+def covered(items: Iterable[str], nodeids: Iterable[str]) -> set[str]:
+    """The node IDs that the items run."""
+    wanted = set(items)
+    return {nodeid for nodeid in nodeids if any(p in wanted for p in prefixes(nodeid))}

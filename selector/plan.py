@@ -1,0 +1,273 @@
+"""The plan: find the map nearest to the base, diff its commit to HEAD, select, explain.
+
+A plan is the JSON document every later step reads (the pytest plugin, the GitHub
+Action, `selector why`). Whenever the tool cannot decide, the plan says `run_all` and
+lists the reasons; it never silently runs nothing.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import git
+
+from selector import gitdiff
+from selector.config import Config
+from selector.mapdb import MapError, MapIndex
+from selector.nodeids import covered, item_of
+from selector.planned import PLAN_VERSION
+from selector.select import Selection, Selector
+from selector.shard import Grouping, make_shards
+from selector.store import LocalStore
+from selector.testfiles import pytest_files
+
+ANCESTORS_SEARCHED = 200
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What `selector plan` was asked."""
+
+    base: str
+    variant: str
+    working_tree: bool
+    store: LocalStore
+    map_file: Path | None = None
+    shards: int = 1
+    grouping: Grouping = "none"
+
+
+class GitSources:
+    """File contents on both sides of the change, read through git (and the work tree)."""
+
+    def __init__(self, repo: git.Repo, root: Path, map_commit: str, working_tree: bool) -> None:
+        self._repo = repo
+        self._root = root
+        self._map_commit = map_commit
+        self._working_tree = working_tree
+        self._head = gitdiff.head_commit(repo)
+        self._rule = pytest_files(root)
+
+    def old(self, path: str) -> bytes | None:
+        return gitdiff.file_at(self._repo, self._map_commit, path)
+
+    def new(self, path: str) -> bytes | None:
+        if self._working_tree:
+            try:
+                return (self._root / path).read_bytes()
+            except OSError:
+                return None
+        return None if self._head is None else gitdiff.file_at(self._repo, self._head, path)
+
+    def mentioned_elsewhere(self, word: str, path: str) -> bool:
+        where = None if self._working_tree else self._head
+        return bool(gitdiff.files_mentioning(self._repo, word, where) - {path})
+
+    def old_blobs(self) -> dict[str, str]:
+        return gitdiff.tree_blobs(self._repo, self._map_commit)
+
+    def test_files(self) -> list[str]:
+        if self._working_tree or self._head is None:
+            files = gitdiff.working_tree_files(self._repo)
+        else:
+            files = sorted(gitdiff.tree_blobs(self._repo, self._head))
+        return [path for path in files if self._rule(path)]
+
+
+class _RunAll(Exception):
+    """Planning stops: everything runs, for this reason."""
+
+
+def make_plan(repo: git.Repo, request: PlanRequest, config: Config) -> dict[str, Any]:
+    """The plan for HEAD (and the working tree if asked) against `request.base`."""
+    head = gitdiff.head_commit(repo)
+    plan: dict[str, Any] = {
+        "version": PLAN_VERSION,
+        "base": request.base,
+        "base_commit": None,
+        "head": head,
+        "map_commit": None,
+        "variant": request.variant,
+        "working_tree": request.working_tree,
+    }
+    index = None
+    try:
+        if head is None:
+            raise _RunAll("the repository has no commits")
+        base_commit = _resolve(repo, request.base)
+        plan["base_commit"] = base_commit
+        index = _open_map(repo, request, base_commit, head)
+        plan["map_commit"] = index.meta.commit
+        selection = _select(repo, index, request, config)
+    except _RunAll as stop:
+        return _fill(plan, Selection(run_all_reasons=[str(stop)]), None, request)
+    try:
+        return _fill(plan, selection, index, request)
+    finally:
+        index.close()
+
+
+def _resolve(repo: git.Repo, base: str) -> str:
+    try:
+        return gitdiff.resolve_commit(repo, base)
+    except gitdiff.GitError as error:
+        raise _RunAll(str(error)) from None
+
+
+def _open_map(repo: git.Repo, request: PlanRequest, base_commit: str, head: str) -> MapIndex:
+    """The map of the nearest first-parent ancestor of the merge base (or `--map`)."""
+    path = request.map_file
+    if path is None:
+        start = gitdiff.merge_base(repo, base_commit, head) or base_commit
+        candidates = gitdiff.first_parent_ancestors(repo, start, ANCESTORS_SEARCHED) or [start]
+        stored = request.store.commits(request.variant)
+        found = next((commit for commit in candidates if commit in stored), None)
+        if found is None:
+            raise _RunAll(
+                f"no {request.variant} map in {request.store.folder} for {start[:12]} or its "
+                f"{len(candidates) - 1} nearest first-parent ancestors: record one on the base "
+                "branch (pytest --selector-record; selector upload-map)"
+            )
+        path = request.store.path_for(found, request.variant)
+    try:
+        index = MapIndex(path)
+    except MapError as error:
+        raise _RunAll(f"unusable map: {error}") from None
+    problem = _map_problem(repo, index, request.variant)
+    if problem:
+        index.close()
+        raise _RunAll(problem)
+    return index
+
+
+def _map_problem(repo: git.Repo, index: MapIndex, variant: str) -> str | None:
+    commit = index.meta.commit
+    if index.meta.variant != variant:
+        return f"the map is for variant {index.meta.variant}, this plan for {variant}"
+    if commit is None:
+        return "the map was recorded outside a git repository (no commit to diff from)"
+    if not gitdiff.has_commit(repo, commit):
+        return (
+            f"the map's commit {commit[:12]} is not in this clone: fetch it "
+            f"(`git fetch --depth=1 origin {commit}`, or actions/checkout with fetch-depth: 0)"
+        )
+    return None
+
+
+def _select(repo: git.Repo, index: MapIndex, request: PlanRequest, config: Config) -> Selection:
+    commit = index.meta.commit
+    assert commit is not None
+    root = gitdiff.repo_root(repo)
+    try:
+        changes = gitdiff.diff(repo, commit, working_tree=request.working_tree)
+        sources = GitSources(repo, root, commit, request.working_tree)
+        return Selector(index, config, sources, pytest_files(root)).select(changes)
+    except gitdiff.GitError as error:
+        raise _RunAll(str(error)) from None
+
+
+def _fill(
+    plan: dict[str, Any], selection: Selection, index: MapIndex | None, request: PlanRequest
+) -> dict[str, Any]:
+    """Complete the plan document from a selection: items, estimates, shards."""
+    tests = index.tests if index is not None else {}
+    total_time = sum(test.duration for test in tests.values())
+    plan["run_all"] = selection.run_all
+    plan["reasons"] = list(selection.run_all_reasons)
+    plan["changed_files"] = selection.changed_files
+    plan["total_count"] = len(tests)
+    plan["uncovered_changes"] = list(selection.uncovered)
+    plan["removed"] = sorted(selection.removed)
+    units: dict[str, float | None] = {}
+    if selection.run_all:
+        plan["selected"] = []
+        plan["tests"] = {}
+        plan["selected_count"] = len(tests)
+        for nodeid, test in tests.items():
+            units[item_of(nodeid)] = (units.get(item_of(nodeid)) or 0.0) + test.duration
+    else:
+        entries = {}
+        for item in sorted(selection.items):
+            recorded = covered([item], tests)
+            for nodeid in recorded:
+                unit = item_of(nodeid)
+                units[unit] = (units.get(unit) or 0.0) + tests[nodeid].duration
+            if not recorded:
+                units[item] = None
+            entries[item] = {"reasons": selection.items[item], "recorded_tests": len(recorded)}
+        plan["selected"] = list(entries)
+        plan["tests"] = entries
+        plan["selected_count"] = len(covered(entries, tests))
+    shards = make_shards(units, request.shards, request.grouping)
+    plan["estimated_duration"] = round(sum(shard.duration for shard in shards), 3)
+    plan["estimated_saved"] = round(max(total_time - plan["estimated_duration"], 0.0), 3)
+    plan["grouping"] = request.grouping
+    plan["shards"] = [
+        {"index": shard.index, "duration": shard.duration, "units": list(shard.units)}
+        for shard in shards
+    ]
+    return plan
+
+
+def write_plan(plan: dict[str, Any], destination: Path) -> None:
+    """Write the plan as JSON (atomically: a reader never sees half of it)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = destination.with_name(f".{destination.name}.tmp")
+    temporary.write_text(json.dumps(plan, indent=2) + "\n")
+    temporary.replace(destination)
+
+
+def summary(plan: dict[str, Any]) -> list[str]:
+    """What a person wants to know about a plan, in a few lines."""
+    total = plan["total_count"]
+    if plan["run_all"]:
+        lines = [f"running all tests ({total} recorded), because:"]
+        lines += [f"  - {reason}" for reason in plan["reasons"]]
+        return lines
+    selected = plan["selected_count"]
+    share = f" ({selected / total:.0%})" if total else ""
+    saved = plan.get("estimated_saved", 0.0)
+    lines = [
+        f"{selected} of {total} recorded tests selected{share}, in {len(plan['selected'])} "
+        f"items; about {_duration(saved)} of recorded test time saved"
+    ]
+    reasons: dict[str, int] = {}
+    for entry in plan["tests"].values():
+        for reason in entry["reasons"]:
+            reasons[reason] = reasons.get(reason, 0) + max(entry["recorded_tests"], 1)
+    for reason, count in sorted(reasons.items(), key=lambda pair: -pair[1])[:5]:
+        lines.append(f"  {count:>5} tests: {reason}")
+    if len(plan["shards"]) > 1:
+        spread = ", ".join(_duration(shard["duration"]) for shard in plan["shards"])
+        lines.append(f"{len(plan['shards'])} shards, estimated: {spread}")
+    if plan["uncovered_changes"]:
+        lines.append("changed code no recorded test runs:")
+        lines += [f"  - {change}" for change in plan["uncovered_changes"][:10]]
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+def explain(plan: dict[str, Any], nodeid: str) -> list[str]:
+    """Why `nodeid` is, or is not, in the plan."""
+    if plan["run_all"]:
+        return [f"{nodeid} runs: the plan runs every test, because:"] + [
+            f"  - {reason}" for reason in plan["reasons"]
+        ]
+    if nodeid in plan["removed"]:
+        return [f"{nodeid} is not run: it was recorded, but its definition is gone"]
+    covering = [item for item in plan["selected"] if covered([item], [nodeid])]
+    if covering:
+        lines = [f"{nodeid} is selected:"]
+        for item in covering:
+            lines += [f"  - {reason}" for reason in plan["tests"][item]["reasons"]]
+        return lines
+    changed = ", ".join(plan["changed_files"][:8]) or "none"
+    return [
+        f"{nodeid} is not selected: no change touches code, fixtures or files it depends on "
+        f"(changed files: {changed})"
+    ]

@@ -1,0 +1,356 @@
+"""From the changed files and a map to the tests the change can affect, with reasons.
+
+The contract (README "How selection works"): a test whose outcome the change can alter is
+selected; where the tool cannot decide, it runs everything and says why. Selected items are
+node IDs without their parametrisation (`tests/test_a.py::test_x` runs every parameter of
+`test_x`, whose ids may themselves depend on the change) or prefixes: a test file, or a
+folder whose conftest.py changed.
+"""
+
+import ast
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from selector import scopes
+from selector.config import Config
+from selector.gitdiff import FileChange, Hunk
+from selector.mapdb import MapIndex
+from selector.nodeids import covered, item_of, prefixes
+
+_FAILED_OUTCOMES = ("failed", "error")
+_REASONS_PER_ITEM = 5
+
+
+class ChangeSources(Protocol):
+    """File contents on both sides of the change, and repository-wide look-ups."""
+
+    def old(self, path: str) -> bytes | None:
+        """Content of `path` at the map's commit."""
+
+    def new(self, path: str) -> bytes | None:
+        """Content of `path` on the planned side (HEAD or the working tree)."""
+
+    def mentioned_elsewhere(self, word: str, path: str) -> bool:
+        """Whether `word` occurs in any file but `path` on the planned side."""
+
+    def old_blobs(self) -> dict[str, str]:
+        """Blob id of every file at the map's commit."""
+
+    def test_files(self) -> list[str]:
+        """Files on the planned side that pytest collects tests from."""
+
+
+@dataclass
+class Selection:
+    """What to run and why."""
+
+    run_all_reasons: list[str] = field(default_factory=list)
+    items: dict[str, list[str]] = field(default_factory=dict)  # item -> reasons
+    uncovered: list[str] = field(default_factory=list)
+    removed: set[str] = field(default_factory=set)  # recorded tests that no longer exist
+    changed_files: list[str] = field(default_factory=list)
+
+    @property
+    def run_all(self) -> bool:
+        """Whether everything must run."""
+        return bool(self.run_all_reasons)
+
+
+class Selector:
+    """Applies the selection rules to one change against one map."""
+
+    def __init__(
+        self,
+        index: MapIndex,
+        config: Config,
+        sources: ChangeSources,
+        is_test_file: Callable[[str], bool],
+    ) -> None:
+        self._index = index
+        self._config = config
+        self._sources = sources
+        self._is_test_file = is_test_file
+        self._selection = Selection()
+        self._tests_by_file: dict[str, list[str]] = {}
+        for nodeid, test in index.tests.items():
+            if test.path is not None:
+                self._tests_by_file.setdefault(test.path, []).append(nodeid)
+        self._changed_test_files: dict[str, ast.Module | None] = {}
+        self._gone_files: set[str] = set()
+
+    def select(self, changes: Iterable[FileChange]) -> Selection:
+        """Every rule, in order; the result lists items, reasons and uncovered changes."""
+        changed: set[str] = set()
+        for change in changes:
+            changed.update(path for path in (change.old_path, change.new_path) if path)
+            self._file_change(change)
+        self._selection.changed_files = sorted(changed)
+        if self._index.meta.dirty:
+            self._recorded_from_uncommitted_files()
+        self._always_selected()
+        self._drop_removed_tests()
+        self._collapse_covered_items()
+        self._check_fraction()
+        return self._selection
+
+    # -- recording the outcome ----------------------------------------------------------
+
+    def _select(self, nodeids: Iterable[str], reason: str) -> None:
+        for nodeid in nodeids:
+            self._select_item(item_of(nodeid), reason)
+
+    def _select_item(self, item: str, reason: str) -> None:
+        reasons = self._selection.items.setdefault(item, [])
+        if reason not in reasons and len(reasons) < _REASONS_PER_ITEM:
+            reasons.append(reason)
+
+    def _run_all(self, reason: str) -> None:
+        if reason not in self._selection.run_all_reasons:
+            self._selection.run_all_reasons.append(reason)
+
+    # -- per changed file ---------------------------------------------------------------
+
+    def _file_change(self, change: FileChange) -> None:
+        paths = [path for path in (change.old_path, change.new_path) if path is not None]
+        for path in paths:
+            if self._config.is_run_all(path):
+                self._run_all(f"{path} changed, and it is a run-all file (dependencies, config)")
+                return
+            for target in self._config.dependent_tests(path):
+                self._select_item(target.rstrip("/"), f"{path} changed (configured dependency)")
+        if change.submodule:
+            self._unknown_change(paths, "submodule")
+        elif change.old_path is not None and change.old_path.endswith(".py"):
+            self._python_change(change)
+        elif change.new_path is not None and change.new_path.endswith(".py"):
+            self._added_python(change.new_path)
+        else:
+            self._other_change(change, paths)
+
+    def _python_change(self, change: FileChange) -> None:
+        old_path = change.old_path
+        assert old_path is not None
+        new_path = change.new_path
+        if change.status == "copied" and new_path is not None:
+            self._added_python(new_path)
+        elif change.status == "modified" and not change.mode_only:
+            self._modified_python(old_path, change.hunks)
+        elif change.status == "modified":
+            self._whole_file(old_path, f"{old_path}: file mode changed")
+        else:
+            self._gone_files.add(old_path)
+            what = "deleted" if new_path is None else f"moved to {new_path}"
+            self._whole_file(old_path, f"{old_path} {what}")
+            if new_path is not None and new_path.endswith(".py"):
+                self._added_python(new_path)
+            elif new_path is not None:
+                self._other_change(change, [new_path])
+
+    def _whole_file(self, path: str, reason: str) -> None:
+        """Rule 2 for the whole file: everything that ran, imported or read it."""
+        index = self._index
+        self._select(index.tests_running(path), reason)
+        self._select(index.tests_including("import", path), reason)
+        self._select(index.tests_reading(path), reason)
+        if path not in self._gone_files and (
+            path in self._tests_by_file or self._is_test_file(path)
+        ):
+            self._select_item(path, reason)
+        if PurePosixPath(path).name == "conftest.py":
+            folder = PurePosixPath(path).parent.as_posix()
+            if folder == ".":
+                self._run_all(f"{reason}: the root conftest.py applies to every test")
+            else:
+                self._select_item(folder, f"{reason}: conftest.py applies to {folder}/")
+
+    def _modified_python(self, path: str, hunks: tuple[Hunk, ...]) -> None:
+        old_source, new_source = self._sources.old(path), self._sources.new(path)
+        old_tree = None if old_source is None else scopes.parse(old_source, path)
+        new_tree = None if new_source is None else scopes.parse(new_source, path)
+        if path in self._tests_by_file or self._is_test_file(path):
+            self._changed_test_files[path] = new_tree
+        if old_tree is None or new_tree is None:
+            self._whole_file(path, f"{path}: not valid Python on one side of the change")
+            return
+        change = scopes.compare(old_tree, new_tree)
+        if change.identical:
+            return
+        if change.module_changed:
+            self._whole_file(path, f"{path}:{_new_lines(hunks)} at module level")
+            return
+        old_scopes = scopes.function_scopes(old_tree)
+        for qualname in change.changed_functions:
+            scope = old_scopes[qualname]
+            first, last = scope.body
+            reason = f"{path}:{_new_lines(hunks, first, last)} in {qualname}"
+            tests = self._index.tests_running(path, range(first, last + 1))
+            if tests:
+                self._select(tests, reason)
+            else:
+                self._selection.uncovered.append(f"{reason} (no recorded test runs it)")
+        for added in change.added:
+            self._added_definition(path, added)
+
+    def _added_definition(self, path: str, added: scopes.NewDefinition) -> None:
+        """A new inert top-level def/class: affects no existing test if its name is fresh."""
+        first, last = added.lines
+        where = f"{path}:{first}-{last}" if last > first else f"{path}:{first}"
+        if self._sources.mentioned_elsewhere(added.name, path):
+            self._whole_file(path, f"{where} new {added.name}, a name used in other files")
+        elif self._is_test_file(path) and added.name.startswith(("test", "Test")):
+            self._select_item(f"{path}::{added.name}", f"{where} new test {added.name}")
+        else:
+            self._selection.uncovered.append(f"{where} new {added.name} (no test runs it yet)")
+
+    def _added_python(self, path: str) -> None:
+        name = PurePosixPath(path)
+        if self._is_test_file(path):
+            self._select_item(path, f"{path} is a new test file")
+        elif name.name == "conftest.py":
+            self._whole_file(path, f"{path} is a new conftest.py")
+        elif name.name == "__init__.py":
+            folder = name.parent.as_posix()
+            reason = f"{path} is new: modules of {folder}/ now form a regular package"
+            for recorded in self._index.blobs:
+                if recorded.startswith(f"{folder}/") or folder == ".":
+                    self._whole_file(recorded, reason)
+        elif name.stem in sys.stdlib_module_names:
+            self._run_all(f"{path} is new and may shadow the standard library module {name.stem}")
+        else:
+            self._selection.uncovered.append(f"{path} is a new module (no test runs it yet)")
+
+    def _other_change(self, change: FileChange, paths: list[str]) -> None:
+        """Rule 5: data files. Readers if any; else ignored, or unknown (everything)."""
+        for path in paths:
+            readers = self._index.tests_reading(path)
+            if readers:
+                self._select(readers, f"{path} changed (the test read it)")
+            elif not self._config.is_ignored(path) and not self._config.dependent_tests(path):
+                kind = "binary file" if change.binary else "file"
+                self._unknown_change([path], kind)
+
+    def _unknown_change(self, paths: list[str], kind: str) -> None:
+        for path in paths:
+            if self._config.is_ignored(path) or self._config.unknown_files == "ignore":
+                continue
+            self._run_all(
+                f"{path} changed: a {kind} no recorded test read; list it under ignore or "
+                "dependencies in [tool.selector] to narrow this"
+            )
+
+    # -- whole-map rules ----------------------------------------------------------------
+
+    def _recorded_from_uncommitted_files(self) -> None:
+        """A map recorded from a dirty tree has lines of content no commit holds."""
+        committed = self._sources.old_blobs()
+        for path, blob in self._index.blobs.items():
+            if blob is not None and committed.get(path) != blob:
+                self._whole_file(path, f"{path} was recorded with uncommitted changes")
+
+    def _always_selected(self) -> None:
+        index, config = self._index, self._config
+        for nodeid, test in index.tests.items():
+            if test.outcome in _FAILED_OUTCOMES:
+                self._select_item(item_of(nodeid), f"{test.outcome} when the map was recorded")
+            markers = set(test.markers).intersection(config.always_run_markers)
+            if markers:
+                self._select_item(item_of(nodeid), f"marked {', '.join(sorted(markers))}")
+        for item in config.always_run:
+            self._select_item(item.rstrip("/"), "always_run in the configuration")
+        for nodeid in index.collected.difference(index.tests):
+            self._select_item(item_of(nodeid), "collected but not run when the map was recorded")
+        collected_files = {nodeid.partition("::")[0] for nodeid in index.collected}
+        for path in self._sources.test_files():
+            if path not in self._tests_by_file and path not in collected_files:
+                self._select_item(path, f"{path} has no recorded tests")
+
+    def _drop_removed_tests(self) -> None:
+        """Recorded tests whose definition is gone must not be passed to pytest."""
+        present = {
+            path: _defined_items(path, tree) for path, tree in self._changed_test_files.items()
+        }
+        for path, nodeids in self._tests_by_file.items():
+            for nodeid in nodeids:
+                gone = path in self._gone_files or (
+                    path in present and not _still_defined(item_of(nodeid), present[path])
+                )
+                if gone:
+                    self._selection.removed.add(nodeid)
+                    self._selection.items.pop(item_of(nodeid), None)
+
+    def _collapse_covered_items(self) -> None:
+        """An item inside a selected folder, file or class is run by it already."""
+        items = self._selection.items
+        for item in sorted(items, key=len, reverse=True):
+            wider = next((p for p in prefixes(item) if p != item and p in items), None)
+            if wider is not None:
+                for reason in items.pop(item):
+                    self._select_item(wider, reason)
+
+    def _check_fraction(self) -> None:
+        total = len(self._index.tests)
+        if total == 0 or self._selection.run_all:
+            return
+        selected = len(covered(self._selection.items, self._index.tests))
+        limit = self._config.max_fraction
+        if selected / total > limit:
+            self._run_all(
+                f"{selected} of {total} recorded tests selected, above max_fraction {limit:g}"
+            )
+
+
+@dataclass(frozen=True)
+class _Definitions:
+    """Top-level names of a test file and, per class without bases, its method names."""
+
+    names: frozenset[str]
+    methods: dict[str, frozenset[str] | None]  # None: methods may be inherited
+
+
+def _defined_items(path: str, tree: ast.Module | None) -> _Definitions | None:
+    if tree is None:
+        return None
+    names = set()
+    methods: dict[str, frozenset[str] | None] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        if isinstance(node, ast.ClassDef):
+            own = frozenset(
+                child.name
+                for child in node.body
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            )
+            methods[node.name] = None if node.bases or node.keywords else own
+    return _Definitions(frozenset(names), methods)
+
+
+def _still_defined(item: str, definitions: _Definitions | None) -> bool:
+    """Conservative: only a name that is certainly gone counts as removed."""
+    if definitions is None:
+        return True
+    parts = item.split("::")[1:]
+    if not parts or not parts[0].isidentifier():
+        return True
+    if parts[0] not in definitions.names:
+        return False
+    if len(parts) == 2 and parts[1].isidentifier():
+        methods = definitions.methods.get(parts[0])
+        return methods is None or parts[1] in methods
+    return True
+
+
+def _new_lines(hunks: tuple[Hunk, ...], first: int = 0, last: int = sys.maxsize) -> str:
+    """The changed lines on the new side, of the hunks that touch old lines first..last."""
+    spans = []
+    for hunk in hunks:
+        old_last = hunk.old_start + max(hunk.old_count, 1) - 1
+        if hunk.old_start > last or old_last < first:
+            continue
+        new_last = hunk.new_start + max(hunk.new_count, 1) - 1
+        start = max(hunk.new_start, 1)
+        spans.append(f"{start}" if new_last <= start else f"{start}-{new_last}")
+    return ",".join(spans[:4]) + (",..." if len(spans) > 4 else "") or "?"
