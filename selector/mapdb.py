@@ -26,12 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coverage.numbits import (
-    numbits_to_nums,
-    numbits_union,
-    nums_to_numbits,
-    register_sqlite_functions,
-)
+from coverage.numbits import numbits_to_nums, numbits_union, nums_to_numbits
 
 SCHEMA_VERSION = 1
 
@@ -388,14 +383,27 @@ def merge(maps: list[MapData], meta: MapMeta) -> MapData:
 
 # -- querying -----------------------------------------------------------------------
 
+# The tests are named by the reached contexts' own rows (a test's context is ("test", nodeid)),
+# found by primary key. Joining `test`, which has no index on context_id, made SQLite scan every
+# test and build a throwaway index on each query: most of a query's time on a large map.
 _TESTS_ABOVE = """
 WITH RECURSIVE reached (id) AS (
     {seed}
     UNION
     SELECT includes.context_id FROM includes JOIN reached ON includes.included_id = reached.id
 )
-SELECT test.nodeid FROM test JOIN reached ON test.context_id = reached.id
+SELECT context.name FROM reached JOIN context ON context.id = reached.id
+WHERE context.kind = 'test'
 """
+
+
+def _lines_intersect(numbits: bytes, lines: bytes) -> bool:
+    """Whether two numbits share a line, as one integer AND.
+
+    coverage's `numbits_any_intersection` answers the same in a Python loop over byte pairs,
+    and this runs for every context that executed a changed file.
+    """
+    return bool(int.from_bytes(numbits, "little") & int.from_bytes(lines, "little"))
 
 
 class MapIndex:
@@ -409,7 +417,7 @@ class MapIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._connection = connect(path)
-        register_sqlite_functions(self._connection)
+        self._connection.create_function("lines_intersect", 2, _lines_intersect, deterministic=True)
         try:
             self.meta = read_meta(self._connection)
             self.blobs: dict[str, str | None] = dict(
@@ -442,8 +450,7 @@ class MapIndex:
             seed = "SELECT context_id FROM line_bits WHERE file_id = ?"
         else:
             seed = (
-                "SELECT context_id FROM line_bits"
-                " WHERE file_id = ? AND numbits_any_intersection(numbits, ?)"
+                "SELECT context_id FROM line_bits WHERE file_id = ? AND lines_intersect(numbits, ?)"
             )
             parameters.append(nums_to_numbits(lines))
         return self._tests_above(seed, parameters)
@@ -460,5 +467,11 @@ class MapIndex:
         return self._tests_above("SELECT id FROM context WHERE kind = ? AND name = ?", [kind, name])
 
     def _tests_above(self, seed: str, parameters: list[object]) -> set[str]:
+        """Recorded tests whose contexts include a seed context, directly or not.
+
+        A test context without a recorded result is not a test of the map (the `test` table
+        is what lists them), hence the check against `self.tests`.
+        """
         query = _TESTS_ABOVE.format(seed=seed)
-        return {nodeid for (nodeid,) in self._connection.execute(query, parameters)}
+        rows = self._connection.execute(query, parameters)
+        return {nodeid for (nodeid,) in rows if nodeid in self.tests}

@@ -15,7 +15,7 @@ import git
 from selector import gitdiff
 from selector.config import Config
 from selector.mapdb import MapError, MapIndex
-from selector.nodeids import covered, item_of
+from selector.nodeids import covered
 from selector.planned import PLAN_VERSION
 from selector.select import Selection, Selector
 from selector.shard import Grouping, make_shards
@@ -179,20 +179,19 @@ def _fill(
     plan["total_count"] = len(tests)
     plan["uncovered_changes"] = list(selection.uncovered)
     plan["removed"] = sorted(selection.removed)
+    # Recorded tests shard one by one (a long parametrised test can spread over shards);
+    # an item with no recorded test (a new test or file) is one unit of median length.
     units: dict[str, float | None] = {}
     if selection.run_all:
         plan["selected"] = []
         plan["tests"] = {}
         plan["selected_count"] = len(tests)
-        for nodeid, test in tests.items():
-            units[item_of(nodeid)] = (units.get(item_of(nodeid)) or 0.0) + test.duration
+        units.update((nodeid, test.duration) for nodeid, test in tests.items())
     else:
         entries = {}
         for item in sorted(selection.items):
             recorded = covered([item], tests)
-            for nodeid in recorded:
-                unit = item_of(nodeid)
-                units[unit] = (units.get(unit) or 0.0) + tests[nodeid].duration
+            units.update((nodeid, tests[nodeid].duration) for nodeid in recorded)
             if not recorded:
                 units[item] = None
             entries[item] = {"reasons": selection.items[item], "recorded_tests": len(recorded)}

@@ -22,15 +22,22 @@ def _usage_error(message: str) -> pytest.UsageError:
 
 
 def parse_shard(text: str, plan_shards: int) -> tuple[int, int]:
-    """`K/N` or `K` (N from the plan) -> (K, N), checked against the plan."""
+    """`K/N` or `K` (N from the plan) -> (K, N), checked against the plan.
+
+    N may exceed the plan's shard count (a fixed CI matrix, and a plan that needed fewer
+    shards): the extra shards run nothing. N below it would leave tests unrun: an error.
+    """
     index_text, _, count_text = text.partition("/")
     try:
         index = int(index_text)
         count = int(count_text) if count_text else plan_shards
     except ValueError:
         raise _usage_error(f"--selector-shard takes K/N or K, got {text!r}") from None
-    if count_text and plan_shards not in (count, 1):
-        raise _usage_error(f"the plan has {plan_shards} shards, --selector-shard says {count}")
+    if count < plan_shards:
+        raise _usage_error(
+            f"the plan has {plan_shards} shards, --selector-shard says {count}: "
+            "some selected tests would not run"
+        )
     if not 1 <= index <= count:
         raise _usage_error(f"--selector-shard {text}: K must be between 1 and {count}")
     return index, count
@@ -59,20 +66,18 @@ class PlannedRun:
 
     def __init__(self, plan: dict[str, Any], shard: str | None) -> None:
         shards = plan.get("shards") or []
-        self.index, self.count = parse_shard(shard or "1", max(len(shards), 1))
+        self.planned_shards = max(len(shards), 1)
+        self.index, self.count = parse_shard(shard or "1", self.planned_shards)
         self.run_all: bool = plan["run_all"]
         self.selected = set(plan["selected"])
-        if len(shards) == self.count:
-            self.assignment = {unit: entry["index"] for entry in shards for unit in entry["units"]}
-        else:
-            self.assignment = {}
+        self.assignment = {unit: entry["index"] for entry in shards for unit in entry["units"]}
         self.message = ""
 
     def runs(self, nodeid: str) -> bool:
         """Whether this shard runs the test."""
         if not self.run_all and not any(item in self.selected for item in prefixes(nodeid)):
             return False
-        return shard_of(nodeid, self.assignment, self.count) == self.index
+        return shard_of(nodeid, self.assignment, self.planned_shards) == self.index
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(

@@ -18,7 +18,7 @@ def parse(source: str | bytes, filename: str = "<unknown>") -> ast.Module | None
     """The syntax tree of `source`, or None if it is not valid Python for this interpreter."""
     try:
         return ast.parse(source, filename)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError):  # too deeply nested for this interpreter
         return None
 
 
@@ -293,7 +293,7 @@ def _strings(tree: ast.AST) -> Iterator[str]:
                     yield item
 
 
-def identifiers(tree: ast.AST) -> set[str]:
+def _identifiers(tree: ast.AST) -> set[str]:
     """Every name and string in `tree`, dotted ones also in parts.
 
     A superset of the ways code can name a global: variables, attributes, imports, `global`,
@@ -362,7 +362,7 @@ def _fresh_names(old: ast.Module) -> Callable[[str], bool]:
     it (a new `open` shadows the builtin for old code that calls `open`), unless the module
     reads its namespace by computed name, star-imports unknown names, or the name is a hook.
     """
-    taken = identifiers(old)
+    taken = _identifiers(old)
     if _has_star_import(old) or not taken.isdisjoint(_NAMESPACE_READERS):
         return lambda _name: False
     return lambda name: name not in taken and not _protocol_name(name)
@@ -404,18 +404,18 @@ class _Context:
     builtin_object: bool  # nothing rebinds `object`, so `class C(object)` means the builtin
 
 
-def _inert_function(node: _FunctionNode, module: _Context) -> bool:
+def _inert_function(node: _FunctionNode, context: _Context) -> bool:
     """Whether running this `def` only binds a name: no decorator, literal defaults only."""
     defaults = [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
     return (
         not node.decorator_list
         and not getattr(node, "type_params", None)
         and all(map(_literal, defaults))
-        and (module.lazy_annotations or not _annotated(node))
+        and (context.lazy_annotations or not _annotated(node))
     )
 
 
-def _inert_class(node: ast.ClassDef, module: _Context) -> bool:
+def _inert_class(node: ast.ClassDef, context: _Context) -> bool:
     """Whether running this `class` statement only binds a name.
 
     No decorator, no metaclass or other keyword, no base but `object`, and a body of
@@ -423,7 +423,7 @@ def _inert_class(node: ast.ClassDef, module: _Context) -> bool:
     refused: `__slots__`, `__qualname__` and the like are checked when the class is made.
     """
     bases_ok = not node.bases or (
-        module.builtin_object
+        context.builtin_object
         and len(node.bases) == 1
         and isinstance(node.bases[0], ast.Name)
         and node.bases[0].id == "object"
@@ -433,11 +433,11 @@ def _inert_class(node: ast.ClassDef, module: _Context) -> bool:
         and not node.decorator_list
         and not node.keywords
         and not getattr(node, "type_params", None)
-        and all(_inert_class_statement(statement, module) for statement in node.body)
+        and all(_inert_class_statement(statement, context) for statement in node.body)
     )
 
 
-def _inert_class_statement(statement: ast.stmt, module: _Context) -> bool:
+def _inert_class_statement(statement: ast.stmt, context: _Context) -> bool:
     """Whether a statement of a class body can run with no effect besides binding a name."""
     match statement:
         case ast.Pass() | ast.Expr(value=ast.Constant()):
@@ -446,9 +446,9 @@ def _inert_class_statement(statement: ast.stmt, module: _Context) -> bool:
             return all(map(_plain_name, targets)) and _literal(value)
         case ast.AnnAssign(target=target, value=value):
             literal = value is None or _literal(value)
-            return module.lazy_annotations and _plain_name(target) and literal
+            return context.lazy_annotations and _plain_name(target) and literal
         case ast.FunctionDef() | ast.AsyncFunctionDef() | ast.ClassDef():
-            return _inert(statement, module)
+            return _inert(statement, context)
     return False
 
 
@@ -457,11 +457,11 @@ def _plain_name(target: ast.expr) -> bool:
     return isinstance(target, ast.Name) and not _protocol_name(target.id)
 
 
-def _inert(node: _FunctionNode | ast.ClassDef, module: _Context) -> bool:
+def _inert(node: _FunctionNode | ast.ClassDef, context: _Context) -> bool:
     """Whether defining `node` cannot have an effect or raise at import time."""
     if isinstance(node, ast.ClassDef):
-        return _inert_class(node, module)
-    return _inert_function(node, module)
+        return _inert_class(node, context)
+    return _inert_function(node, context)
 
 
 def _only_read(tree: ast.Module, name: str) -> bool:
@@ -495,8 +495,9 @@ def _module_level_change(
     """Whether different skeletons differ by more than fresh inert definitions, and those.
 
     Fresh top-level definitions are set aside; if the rest of the new skeleton equals the old
-    one, inserting them is the only module-level difference, and it matters only if one of
-    them is not inert. Otherwise the skeleton changed and nothing is listed.
+    one, inserting them is the only module-level difference (unless one is inserted above the
+    module docstring, which then is one no more), and it matters only if one of them is not
+    inert. Otherwise the skeleton changed and nothing is listed.
     """
     is_fresh = _fresh_names(old)
     fresh = {
@@ -505,7 +506,8 @@ def _module_level_change(
         if isinstance(statement, _DEFINITIONS) and is_fresh(statement.name)
     }
     rest = [outline for index, outline in enumerate(new_skeleton) if index not in fresh]
-    if not fresh or rest != old_skeleton:
+    moved_docstring = len(_docstring(old.body)) != len(_docstring(new.body))
+    if not fresh or rest != old_skeleton or moved_docstring:
         return True, ()
     context = _Context(_future_annotations(new), _only_read(new, "object"))
     added = tuple(

@@ -202,6 +202,9 @@ class Selector:
             self._whole_file(path, f"{where} new {added.name}, a name used in other files")
         elif self._is_test_file(path) and added.name.startswith(("test", "Test")):
             self._select_item(f"{path}::{added.name}", f"{where} new test {added.name}")
+        elif path in self._tests_by_file:
+            # The module itself holds tests (doctests): a new definition may be a new one.
+            self._select_item(path, f"{where} new {added.name} in a module with tests")
         else:
             self._selection.uncovered.append(f"{where} new {added.name} (no test runs it yet)")
 

@@ -1,7 +1,7 @@
 """Splitting the selected tests into shards of about equal recorded duration.
 
-Units are test functions (node IDs without parametrisation) or prefixes (a new test file,
-a folder), each with an estimated duration. Longest-processing-time-first puts the
+Units are recorded tests (node IDs) or items without a recording (a new test function, a
+new test file), each with an estimated duration. Longest-processing-time-first puts the
 longest unit on the least loaded shard, which is within 4/3 of the optimum and, with many
 small units, very close to it. Everything is deterministic: ties break by name and by
 shard index, so the same plan always gives the same shards.
@@ -67,9 +67,14 @@ def _groups(durations: Mapping[str, float], grouping: Grouping, ideal: float) ->
 def make_shards(
     units: Mapping[str, float | None], count: int, grouping: Grouping = "none"
 ) -> list[Shard]:
-    """Longest-processing-time-first over groups of units, into `count` shards."""
+    """Longest-processing-time-first over groups of units, into at most `count` shards.
+
+    There are never more shards than units (an empty shard would be a CI job that runs
+    nothing), but always at least one.
+    """
     if count < 1:
         raise ValueError("the number of shards must be at least 1")
+    count = max(1, min(count, len(units)))
     durations = estimate_durations(units)
     ideal = sum(durations.values()) / count
     groups = _groups(durations, grouping, ideal)
@@ -81,7 +86,7 @@ def make_shards(
         assigned[index].extend(members)
         heapq.heappush(loads, (load + sum(durations[unit] for unit in members), index))
     return [
-        Shard(index + 1, tuple(sorted(members)), round(sum(durations[u] for u in members), 3))
+        Shard(index + 1, tuple(sorted(members)), round(sum(durations[u] for u in members), 3) + 0.0)
         for index, members in enumerate(assigned)
     ]
 

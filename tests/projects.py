@@ -34,6 +34,8 @@ class Project:
         self.pytester = pytester
         self.path = pytester.path
         git(self.path, "init", "-q", "-b", "main")
+        # What pytester itself leaves in the project folder is not part of the project.
+        (self.path / ".gitignore").write_text("/runpytest-*\n/stdout\n/stderr\n")
 
     def write(self, files: dict[str, str]) -> None:
         """Write files (dedented) relative to the project root."""

@@ -15,7 +15,6 @@ from selector.scopes import (
     SourceChange,
     compare,
     function_scopes,
-    identifiers,
     innermost_function,
     parse,
 )
@@ -340,6 +339,10 @@ NOT_FRESH = {
     "name-of-a-parameter": (BASE, "def scale():\n    pass\n"),
     "redefinition": (BASE, "class Shape:\n    pass\n"),
     "listed-in-all": ('__all__ = ["helper"]\n', "def helper():\n    pass\n"),
+    "import-alias": ("import fast as helper\n", "def helper():\n    pass\n"),
+    "keyword-argument": ("run(helper=1)\n", "def helper():\n    pass\n"),
+    "global-statement": ("def f():\n    global helper\n", "def helper():\n    pass\n"),
+    "dotted-string": ("PATCH = 'pkg.mod.helper'\n", "def helper():\n    pass\n"),
     "string": (
         "def f():\n    return getattr(mod, 'helper', None)\n",
         "def helper():\n    pass\n",
@@ -379,6 +382,12 @@ def test_definition_under_a_name_old_code_may_use_is_module_level(
 def test_fresh_definition_with_another_module_level_change_lists_nothing() -> None:
     new = edit(BASE, "LIMIT = 3", "LIMIT = 4") + "\n\ndef helper():\n    pass\n"
     change = changes(BASE, new)
+    assert change.module_changed
+    assert change.added == ()
+
+
+def test_definition_above_the_module_docstring_is_module_level() -> None:
+    change = changes(BASE, f"def helper():\n    pass\n\n\n{BASE}")
     assert change.module_changed
     assert change.added == ()
 
@@ -604,17 +613,3 @@ def test_innermost_function_of_a_one_liner_nested_on_its_parents_last_line() -> 
     scope = innermost_function(scopes, 2)
     assert scope is not None
     assert scope.qualname == "outer.inner"
-
-
-def test_identifiers_covers_every_way_to_name_a_global() -> None:
-    source = (
-        "import a.b as c\nfrom d import e\nglobal g\n"
-        "def f(p, *, k=1):\n    return h.attr(key=v, s='m.n')\n"
-    )
-    assert identifiers(tree(source)) >= {
-        *"abcdegfpkhvmn",
-        "a.b",
-        "attr",
-        "key",
-        "m.n",
-    }

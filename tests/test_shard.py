@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from selector.nodeids import covered, item_of, prefixes
-from selector.shard import group_of, hashed_shard, make_shards, shard_of
+from selector.shard import Shard, group_of, hashed_shard, make_shards, shard_of
 
 
 def test_longest_first_stays_within_four_thirds_of_the_optimum() -> None:
@@ -25,9 +25,11 @@ def test_same_inputs_same_shards() -> None:
     assert make_shards(units, 4) == make_shards(dict(reversed(units.items())), 4)
 
 
-def test_no_shard_is_empty_when_there_are_enough_units() -> None:
+def test_no_shard_is_empty() -> None:
     shards = make_shards({"a": 100.0, "b": 0.001, "c": 0.001}, 3)
     assert all(shard.units for shard in shards)
+    assert [shard.units for shard in make_shards({"a": 1.0, "b": 1.0}, 4)] == [("a",), ("b",)]
+    assert make_shards({}, 4) == [Shard(1, (), 0.0)]
 
 
 def test_grouping_by_module_keeps_a_file_together_unless_it_is_too_long() -> None:
@@ -82,7 +84,7 @@ def test_every_unit_lands_in_exactly_one_shard(units: dict[str, float], count: i
     shards = make_shards(units, count)
     placed = [unit for shard in shards for unit in shard.units]
     assert sorted(placed) == sorted(units)
-    assert len(shards) == count
+    assert len(shards) == min(count, len(units))
     lower_bound = max(sum(units.values()) / count, *units.values())
     # List scheduling never exceeds the lower bound plus the longest unit.
     assert max(shard.duration for shard in shards) <= lower_bound + max(units.values()) + 0.01

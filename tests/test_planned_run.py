@@ -1,0 +1,180 @@
+"""pytest --selector-plan/--selector-shard: every selected test runs exactly once across shards."""
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from selector.cli import main
+from selector.mapdb import read_map
+from selector.nodeids import covered
+
+from projects import Project
+
+# "path::test PASSED [ 50%]" serially, "[gw0] [ 50%] PASSED path::test" under xdist.
+PASSED = re.compile(r"^(?:(?P<serial>\S+::\S+) PASSED|\[gw\d+\] \[...%\] PASSED (?P<xdist>\S+))")
+
+
+@pytest.fixture
+def planned(project: Project) -> Project:
+    """A recorded project with a committed change to a function used by part of the suite."""
+    project.write(
+        {
+            "app.py": """
+                def used(x):
+                    return x + 1
+
+                def other(x):
+                    return x * 2
+            """,
+            **{
+                f"test_used_{index}.py": f"""
+                    import pytest
+                    import app
+
+                    @pytest.mark.parametrize("x", [1, 2, 3])
+                    def test_used(x):
+                        assert app.used(x) == x + 1
+
+                    def test_plain_{index}():
+                        assert app.other({index}) == {index} * 2
+                """
+                for index in range(4)
+            },
+            "test_other.py": """
+                import app
+
+                def test_other():
+                    assert app.other(1) == 2
+            """,
+        }
+    )
+    project.commit()
+    project.record().assert_outcomes(passed=17)
+    assert main(["upload-map"]) == 0
+    project.write({"app.py": "def used(x):\n    return 1 + x\n\ndef other(x):\n    return x * 2\n"})
+    project.commit()
+    return project
+
+
+def make_plan(project: Project, *args: str) -> dict[str, Any]:
+    command = ["plan", "--base", "HEAD~1", "--no-working-tree", "--format", "json"]
+    assert main([*command, "--output", "plan.json", *args]) == 0
+    plan: dict[str, Any] = json.loads((project.path / "plan.json").read_text())
+    return plan
+
+
+def collected(project: Project) -> set[str]:
+    result = project.pytester.runpytest_subprocess("--co", "-q", "-p", "no:cacheprovider")
+    return {line for line in result.outlines if "::" in line and " " not in line}
+
+
+def run_shard(project: Project, *args: str) -> tuple[pytest.RunResult, list[str]]:
+    result = project.pytester.runpytest_subprocess(
+        "--selector-plan", "plan.json", "-v", "-p", "no:cacheprovider", *args
+    )
+    ran = [
+        match["serial"] or match["xdist"]
+        for line in result.outlines
+        if (match := PASSED.match(line))
+    ]
+    return result, ran
+
+
+@pytest.mark.parametrize("extra", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_every_selected_test_runs_in_exactly_one_shard(
+    planned: Project, extra: tuple[str, ...]
+) -> None:
+    if extra:
+        pytest.importorskip("xdist")
+    plan = make_plan(planned, "--shards", "3")
+    assert len(plan["shards"]) == 3
+    expected = covered(plan["selected"], collected(planned))
+    assert len(expected) == 12
+    runs: Counter[str] = Counter()
+    for index in (1, 2, 3):
+        result, ran = run_shard(planned, "--selector-shard", f"{index}/3", *extra)
+        assert result.ret == 0
+        runs.update(ran)
+    assert set(runs) == expected
+    assert set(runs.values()) == {1}
+
+
+def test_run_all_plan_spreads_every_test_over_the_shards(planned: Project) -> None:
+    (planned.path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    planned.commit()
+    plan = make_plan(planned, "--shards", "2")
+    assert plan["run_all"]
+    runs: Counter[str] = Counter()
+    for index in (1, 2):
+        runs.update(run_shard(planned, "--selector-shard", str(index))[1])
+    assert set(runs) == collected(planned)
+    assert set(runs.values()) == {1}
+
+
+def test_user_keyword_narrows_the_shard(planned: Project) -> None:
+    make_plan(planned)
+    _result, ran = run_shard(planned, "-k", "test_used_0")
+    assert sorted(ran) == [f"test_used_0.py::test_used[{x}]" for x in (1, 2, 3)]
+
+
+def test_shards_beyond_the_plan_run_nothing_and_succeed(planned: Project) -> None:
+    plan = make_plan(planned, "--shards", "16")
+    assert len(plan["shards"]) == 12  # never more shards than tests to run
+    assert all(shard["units"] for shard in plan["shards"])
+    outcomes = [run_shard(planned, "--selector-shard", f"{index}/16")[0] for index in range(1, 17)]
+    assert all(result.ret == 0 for result in outcomes)
+    empty = [
+        result for result in outcomes if not any(PASSED.match(line) for line in result.outlines)
+    ]
+    assert empty
+    empty[0].stdout.fnmatch_lines(["selector: shard */16: nothing to run in this shard"])
+
+
+def test_recording_a_shard_keeps_every_collected_node_id(planned: Project) -> None:
+    make_plan(planned, "--shards", "2")
+    for fragment in planned.fragments():
+        fragment.unlink()
+    result, ran = run_shard(planned, "--selector-shard", "1/2", "--selector-record")
+    assert result.ret == 0
+    fragment = read_map(planned.fragments()[0])
+    assert set(fragment.tests) == set(ran)
+    assert fragment.collected == collected(planned)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "selector: no plan at plan.json: run `selector plan --output plan.json` first"),
+        ("{not json", "selector: cannot read the plan plan.json: *"),
+        ('{"version": 99}', "selector: plan.json is a plan of version 99, *"),
+    ],
+)
+def test_unusable_plan_is_a_usage_error(
+    project: Project, content: str | None, message: str
+) -> None:
+    project.write({"test_x.py": "def test_x():\n    pass\n"})
+    if content is not None:
+        (project.path / "plan.json").write_text(content)
+    result = project.pytester.runpytest_subprocess("--selector-plan", "plan.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+@pytest.mark.parametrize(
+    ("shard", "message"),
+    [
+        ("3/2", "--selector-shard 3/2: K must be between 1 and 2"),
+        ("1/1", "the plan has 2 shards, --selector-shard says 1: some selected tests would*"),
+        ("one", "--selector-shard takes K/N or K, got 'one'"),
+    ],
+)
+def test_shard_outside_the_plan_is_a_usage_error(
+    planned: Project, shard: str, message: str
+) -> None:
+    make_plan(planned, "--shards", "2")
+    result, _ran = run_shard(planned, "--selector-shard", shard)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: selector: {message}"])
