@@ -135,8 +135,8 @@ def test_shards_beyond_the_plan_run_nothing_and_succeed(planned: Project) -> Non
 
 def test_recording_a_shard_keeps_every_collected_node_id(planned: Project) -> None:
     make_plan(planned, "--shards", "2")
-    for fragment in planned.fragments():
-        fragment.unlink()
+    for old in planned.fragments():
+        old.unlink()
     result, ran = run_shard(planned, "--selector-shard", "1/2", "--selector-record")
     assert result.ret == 0
     fragment = read_map(planned.fragments()[0])
