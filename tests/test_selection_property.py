@@ -1,0 +1,215 @@
+"""Property: on generated packages and random edits, every test the edit breaks is selected.
+
+Each example generates a small package (modules with constants and functions that call
+each other, default arguments, import-time uses) and tests that assert the values the
+functions return at the base. The base is recorded once; each edit is then applied on its
+own branch, the suite runs for real at that head, and every test whose outcome changed
+must be in the plan.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from selector.nodeids import covered
+
+from projects import git
+
+
+@dataclass(frozen=True)
+class Function:
+    """`def f{module}_{index}(x={default}): return {term} + {offset}`."""
+
+    module: int
+    index: int
+    default: int
+    offset: int
+    calls: tuple[int, int] | None  # (module, index) of an earlier function, or None
+    uses_constant: bool
+
+    @property
+    def name(self) -> str:
+        return f"f{self.module}_{self.index}"
+
+
+@dataclass(frozen=True)
+class Package:
+    constants: tuple[int, ...]  # C of each module
+    functions: tuple[Function, ...]
+
+    def value(self, function: Function) -> int:
+        """What the function returns at this version, computed without running it."""
+        term = function.default
+        if function.calls is not None:
+            module, index = function.calls
+            term += self.value(self.function(module, index))
+        if function.uses_constant:
+            term += self.constants[function.module]
+        return term + function.offset
+
+    def function(self, module: int, index: int) -> Function:
+        return next(f for f in self.functions if (f.module, f.index) == (module, index))
+
+    def source(self, module: int, extra: str = "") -> str:
+        lines = [f"from pkg import m{m}" for m in range(module)]
+        lines += ["", f"C = {self.constants[module]}", ""]
+        for function in self.functions:
+            if function.module != module:
+                continue
+            term = "x"
+            if function.calls is not None:
+                term += f" + m{function.calls[0]}.f{function.calls[0]}_{function.calls[1]}()"
+            if function.uses_constant:
+                term += " + C"
+            lines += [
+                "",
+                f"def {function.name}(x={function.default}):",
+                f"    return {term} + {function.offset}",
+                "",
+            ]
+        return "\n".join(lines) + extra + "\n"
+
+
+@st.composite
+def packages(draw: st.DrawFn) -> Package:
+    modules = draw(st.integers(1, 3))
+    functions = []
+    for module in range(modules):
+        for index in range(draw(st.integers(1, 3))):
+            earlier = [(f.module, f.index) for f in functions if f.module < module]
+            calls = draw(st.sampled_from([None, *earlier]))
+            functions.append(
+                Function(
+                    module,
+                    index,
+                    draw(st.integers(0, 9)),
+                    draw(st.integers(0, 9)),
+                    calls,
+                    draw(st.booleans()),
+                )
+            )
+    constants = tuple(draw(st.integers(0, 9)) for _ in range(modules))
+    return Package(constants, tuple(functions))
+
+
+@dataclass(frozen=True)
+class Edit:
+    kind: str  # offset, default, constant, comment, new_function
+    target: int  # index into functions (or module for constant/comment/new_function)
+
+
+edits = st.builds(
+    Edit,
+    st.sampled_from(["offset", "default", "constant", "comment", "new_function"]),
+    st.integers(0, 20),
+)
+
+
+def write_project(root: Path, package: Package) -> None:
+    (root / "pkg").mkdir(parents=True, exist_ok=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    modules = len(package.constants)
+    for module in range(modules):
+        (root / "pkg" / f"m{module}.py").write_text(package.source(module))
+    for module in range(modules):
+        tests = [f"from pkg import m{module}", "", f"AT_IMPORT = m{module}.C", ""]
+        tests += [
+            f"def test_{f.name}():\n    assert m{module}.{f.name}() == {package.value(f)}\n"
+            for f in package.functions
+            if f.module == module
+        ]
+        tests.append(
+            f"def test_constant_{module}():\n    assert AT_IMPORT == {package.constants[module]}\n"
+        )
+        (root / f"test_m{module}.py").write_text("\n\n".join(tests))
+
+
+def apply(root: Path, package: Package, edit: Edit) -> None:
+    """Change the sources on disk as `edit` says (the tests keep the base's expectations)."""
+    modules = len(package.constants)
+    if edit.kind in ("offset", "default"):
+        function = package.functions[edit.target % len(package.functions)]
+        if edit.kind == "offset":
+            changed = replace(function, offset=function.offset + 1)
+        else:
+            changed = replace(function, default=function.default + 1)
+        edited = replace(
+            package, functions=tuple(changed if f == function else f for f in package.functions)
+        )
+        module = function.module
+        (root / "pkg" / f"m{module}.py").write_text(edited.source(module))
+    elif edit.kind == "constant":
+        module = edit.target % modules
+        constants = tuple(c + 1 if i == module else c for i, c in enumerate(package.constants))
+        (root / "pkg" / f"m{module}.py").write_text(
+            replace(package, constants=constants).source(module)
+        )
+    else:
+        module = edit.target % modules
+        extra = (
+            "\n# a comment\n"
+            if edit.kind == "comment"
+            else "\n\ndef brand_new_helper(y):\n    return y\n"
+        )
+        (root / "pkg" / f"m{module}.py").write_text(package.source(module, extra))
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], cwd=root, capture_output=True, text=True, check=False
+    )
+
+
+def failing(root: Path) -> set[str]:
+    result = run(root, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider")
+    return set(re.findall(r"^FAILED (\S+)", result.stdout, re.MULTILINE))
+
+
+@settings(
+    max_examples=5,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(package=packages(), changes=st.lists(edits, min_size=3, max_size=3))
+def test_every_test_the_edit_breaks_is_selected(
+    tmp_path_factory: pytest.TempPathFactory, package: Package, changes: list[Edit]
+) -> None:
+    root = tmp_path_factory.mktemp("generated")
+    write_project(root, package)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "base")
+    recorded = run(root, "-m", "pytest", "-q", "--selector-record", "-p", "no:cacheprovider")
+    assert recorded.returncode == 0, recorded.stdout
+    assert run(root, "-m", "selector.cli", "upload-map").returncode == 0
+    for number, edit in enumerate(changes):
+        git(root, "checkout", "-q", "-B", f"edit{number}", "main")
+        apply(root, package, edit)
+        git(root, "commit", "-q", "-a", "-m", edit.kind)
+        broken = failing(root)
+        planned = run(
+            root,
+            "-m",
+            "selector.cli",
+            "plan",
+            "--base",
+            "main",
+            "--no-working-tree",
+            "--format",
+            "json",
+        )
+        plan = json.loads(planned.stdout)
+        if not plan["run_all"]:
+            missed = broken - covered(plan["selected"], broken)
+            assert not missed, (edit, missed, plan["selected"])
+        if edit.kind in ("comment", "new_function"):
+            assert not broken
+            assert plan["selected"] == [] and not plan["run_all"]
