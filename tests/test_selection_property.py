@@ -80,7 +80,7 @@ class Package:
 @st.composite
 def packages(draw: st.DrawFn) -> Package:
     modules = draw(st.integers(1, 3))
-    functions = []
+    functions: list[Function] = []
     for module in range(modules):
         for index in range(draw(st.integers(1, 3))):
             earlier = [(f.module, f.index) for f in functions if f.module < module]
