@@ -5,8 +5,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv="$here/.venv-demo"
 if [ ! -x "$venv/bin/selector" ]; then
+    echo "== 0. install selector into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet -e "$here"
+    # pip's output only matters when it fails.
+    "$venv/bin/python" -m pip install --quiet -e "$here" >"$venv/install.log" 2>&1 \
+        || { cat "$venv/install.log"; exit 1; }
 fi
 export PATH="$venv/bin:$PATH"
 work=$(mktemp -d)
