@@ -31,7 +31,6 @@ from coverage.numbits import numbits_to_nums, numbits_union, nums_to_numbits
 SCHEMA_VERSION = 1
 
 ContextKey = tuple[str, str]  # (kind, name)
-CONTEXT_KINDS = ("test", "fixture", "import", "collect", "session")
 SESSION: ContextKey = ("session", "")
 
 _SCHEMA = """
