@@ -7,7 +7,6 @@ import pytest
 
 from projects import Project
 
-
 # The pytest runs these tests start (hundreds of them) do not need hypothesis's plugin,
 # whose import is most of a bare pytest start-up.
 os.environ["PYTEST_ADDOPTS"] = " ".join(
