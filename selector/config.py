@@ -12,6 +12,8 @@ Keys, all optional:
     always_run_markers  tests carrying any of these pytest markers are always selected
     dependencies        glob -> tests: a change to a matching file selects those tests
     variant             variant key of the maps (default: pyX.Y)
+    store               where maps live: a folder (relative to the repository root) or
+                        s3://bucket/prefix (default: .selector/maps)
 
 `ignore` and `run_all` extend the defaults instead of replacing them: a project that adds one
 pattern must not silently lose the lock files and pytest config that make selection safe, so
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from selector.store import StoreError, check_variant
+from selector.store import StoreError, check_store, check_variant
 
 DEFAULT_IGNORE: tuple[str, ...] = (
     # Prose and documentation. A test that reads one of these files is still selected through
@@ -121,6 +123,7 @@ _KEYS = (
     "always_run_markers",
     "dependencies",
     "variant",
+    "store",
 )
 
 
@@ -212,6 +215,7 @@ class Config:
     always_run_markers: tuple[str, ...] = ()
     dependencies: tuple[tuple[str, tuple[str, ...]], ...] = ()
     variant: str | None = None
+    store: str | None = None
     source: str | None = None
     _ignore: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _run_all: re.Pattern[str] = field(init=False, repr=False, compare=False)
@@ -281,6 +285,7 @@ class _Settings:
             ),
             dependencies=self._dependencies(),
             variant=self._variant(),
+            store=self._store(),
             source=self.source,
         )
 
@@ -342,6 +347,15 @@ class _Settings:
         try:
             return check_variant(self._string("variant", value))
         except StoreError as exc:  # the store's rule, so a configured variant is always storable
+            raise self.error(str(exc)) from None
+
+    def _store(self) -> str | None:
+        value = self.values.get("store")
+        if value is None:
+            return None
+        try:
+            return check_store(self._string("store", value))
+        except StoreError as exc:  # the store's own rule, so a configured store always opens
             raise self.error(str(exc)) from None
 
     def _list(

@@ -6,7 +6,10 @@ collection of a test file. Storing each of those once and linking tests to them 
 map small and makes "every test that uses this fixture" a join instead of a copy.
 
 * `context (kind, name)`: kind is `test` (name: node ID), `fixture` (`baseid::name`),
-  `import` (repo-relative path of the module), `collect` (collector node ID) or `session`.
+  `import` (repo-relative path of the module), `collect` (collector node ID), `session`,
+  `child` (a random token: what a child process ran outside pool tasks) or `incomplete`
+  (the one context `INCOMPLETE`, without lines: a context that includes it has child
+  process data that may lack lines, and depends on every file of the project).
 * `line_bits`: per context and file, the executed lines as coverage.py numbits, normalised
   to the first line of their statement.
 * `includes`: context A includes context B when everything B ran counts for A too (a test
@@ -32,6 +35,7 @@ SCHEMA_VERSION = 1
 
 ContextKey = tuple[str, str]  # (kind, name)
 SESSION: ContextKey = ("session", "")
+INCOMPLETE: ContextKey = ("incomplete", "")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
@@ -266,14 +270,18 @@ def _insert(connection: sqlite3.Connection, data: MapData) -> None:
 # -- reading ------------------------------------------------------------------------
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open a map read-only after checking that it is one this version can use."""
+def connect(path: Path, *, verified: bool = False) -> sqlite3.Connection:
+    """Open a map read-only after checking that it is one this version can use.
+
+    SQLite's integrity check reads every page; a map the store has just checked against
+    its checksum (`verified`) skips it.
+    """
     if not path.is_file():
         raise MapError(f"no map at {path}")
     connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
-        if connection.execute("PRAGMA quick_check").fetchone() != ("ok",):
+        if not verified and connection.execute("PRAGMA quick_check").fetchone() != ("ok",):
             raise MapError(f"{path} is corrupt (SQLite integrity check failed); re-record it")
     except sqlite3.DatabaseError as error:
         connection.close()
@@ -413,9 +421,9 @@ class MapIndex:
     reaches every test that uses the fixture.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, verified: bool = False) -> None:
         self.path = path
-        self._connection = connect(path)
+        self._connection = connect(path, verified=verified)
         self._connection.create_function("lines_intersect", 2, _lines_intersect, deterministic=True)
         try:
             self.meta = read_meta(self._connection)

@@ -161,6 +161,8 @@ def test_default_lists_leave_code_and_test_data_alone(path: str) -> None:
             ),
         ),
         ({"variant": "py3.12-linux"}, Config(variant="py3.12-linux")),
+        ({"store": "s3://ci-maps/app"}, Config(store="s3://ci-maps/app")),
+        ({"store": "../maps"}, Config(store="../maps")),
     ],
 )
 def test_each_key_is_read_from_every_format(
@@ -367,7 +369,7 @@ def test_config_built_in_code_compiles_its_globs() -> None:
 
 KNOWN_KEYS = (
     "ignore, ignore_defaults, run_all, run_all_defaults, unknown_files, max_fraction, "
-    "always_run, always_run_markers, dependencies, variant"
+    "always_run, always_run_markers, dependencies, variant, store"
 )
 FRACTION = "max_fraction must be a number between 0 (exclusive) and 1, got "
 
@@ -432,6 +434,13 @@ FRACTION = "max_fraction must be a number between 0 (exclusive) and 1, got "
         (
             {"variant": "py 3"},
             "variant 'py 3' may only contain letters, digits, '.', '_', '+' and '-'",
+        ),
+        ({"store": 3}, "store must be a string, got 3"),
+        ({"store": ""}, "store must not be empty"),
+        (
+            {"store": "s3://Maps_Bucket/app"},
+            "store 's3://Maps_Bucket/app' is not an S3 URL: write s3://bucket/prefix, with a "
+            "bucket name of 3-63 lowercase letters, digits, '.' and '-'",
         ),
     ],
 )
