@@ -117,6 +117,21 @@ def is_dirty(repo: git.Repo) -> bool:
     return bool(output)
 
 
+def is_detached(repo: git.Repo) -> bool:
+    """Whether HEAD points at a commit directly rather than at a branch."""
+    return repo.head.is_detached
+
+
+def remote_branches_containing(repo: git.Repo, commit: str) -> list[str]:
+    """Remote-tracking branches (``origin/main``) whose history contains ``commit``.
+
+    As far as this clone knows: one ``git branch --remotes --contains`` run, no network.
+    """
+    _require_sha(commit)
+    output = _run(repo, "branch", "--remotes", "--contains", commit, "--format=%(refname:short)")
+    return output.decode().split()
+
+
 def blob_id(data: bytes) -> str:
     """The id git gives a blob with these bytes (``git hash-object``), computed without git."""
     digest = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)

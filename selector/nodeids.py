@@ -41,3 +41,19 @@ def covered(items: Iterable[str], nodeids: Iterable[str]) -> set[str]:
     """The node IDs that the items run."""
     wanted = set(items)
     return {nodeid for nodeid in nodeids if any(p in wanted for p in prefixes(nodeid))}
+
+
+def by_item(items: Iterable[str], nodeids: Iterable[str]) -> dict[str, list[str]]:
+    """For each item, the node IDs it runs: one pass over the node IDs.
+
+    A node ID goes to the least specific item that covers it; items of a plan do not
+    nest (a covered item is folded into the wider one), so that is its only item.
+    """
+    grouped: dict[str, list[str]] = {item: [] for item in items}
+    for nodeid in nodeids:
+        for prefix in prefixes(nodeid):
+            found = grouped.get(prefix)
+            if found is not None:
+                found.append(nodeid)
+                break
+    return grouped

@@ -6,6 +6,7 @@ lists the reasons; it never silently runs nothing.
 """
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,11 @@ import git
 from selector import gitdiff
 from selector.config import Config
 from selector.mapdb import MapError, MapIndex
-from selector.nodeids import covered
+from selector.nodeids import by_item, covered
 from selector.planned import PLAN_VERSION
 from selector.select import Selection, Selector
 from selector.shard import Grouping, make_shards
-from selector.store import LocalStore
+from selector.store import MapStore, StoreError
 from selector.testfiles import pytest_files
 
 ANCESTORS_SEARCHED = 200
@@ -32,7 +33,7 @@ class PlanRequest:
     base: str
     variant: str
     working_tree: bool
-    store: LocalStore
+    store: MapStore
     map_file: Path | None = None
     shards: int = 1
     grouping: Grouping = "none"
@@ -121,17 +122,23 @@ def _open_map(repo: git.Repo, request: PlanRequest, base_commit: str, head: str)
     if path is None:
         start = gitdiff.merge_base(repo, base_commit, head) or base_commit
         candidates = gitdiff.first_parent_ancestors(repo, start, ANCESTORS_SEARCHED) or [start]
-        stored = request.store.commits(request.variant)
+        try:
+            stored = request.store.commits(request.variant)
+        except StoreError as error:
+            raise _RunAll(f"no usable map: {error}") from None
         found = next((commit for commit in candidates if commit in stored), None)
         if found is None:
             raise _RunAll(
-                f"no {request.variant} map in {request.store.folder} for {start[:12]} or its "
+                f"no {request.variant} map in {request.store.location} for {start[:12]} or its "
                 f"{len(candidates) - 1} nearest first-parent ancestors: record one on the base "
                 "branch (pytest --selector-record; selector upload-map)"
             )
-        path = request.store.path_for(found, request.variant)
+        try:
+            path = request.store.fetch(found, request.variant)
+        except StoreError as error:
+            raise _RunAll(f"unusable map: {error}") from None
     try:
-        index = MapIndex(path)
+        index = MapIndex(path, verified=request.map_file is None)
     except MapError as error:
         raise _RunAll(f"unusable map: {error}") from None
     problem = _map_problem(repo, index, request.variant)
@@ -165,6 +172,8 @@ def _select(repo: git.Repo, index: MapIndex, request: PlanRequest, config: Confi
         return Selector(index, config, sources, pytest_files(root)).select(changes)
     except gitdiff.GitError as error:
         raise _RunAll(str(error)) from None
+    except sqlite3.DatabaseError as error:
+        raise _RunAll(f"unusable map: {index.path} cannot be read ({error})") from None
 
 
 def _fill(
@@ -189,15 +198,16 @@ def _fill(
         units.update((nodeid, test.duration) for nodeid, test in tests.items())
     else:
         entries = {}
+        recorded_by_item = by_item(selection.items, tests)
         for item in sorted(selection.items):
-            recorded = covered([item], tests)
+            recorded = recorded_by_item[item]
             units.update((nodeid, tests[nodeid].duration) for nodeid in recorded)
             if not recorded:
                 units[item] = None
             entries[item] = {"reasons": selection.items[item], "recorded_tests": len(recorded)}
         plan["selected"] = list(entries)
         plan["tests"] = entries
-        plan["selected_count"] = len(covered(entries, tests))
+        plan["selected_count"] = sum(len(found) for found in recorded_by_item.values())
     shards = make_shards(units, request.shards, request.grouping)
     plan["estimated_duration"] = round(sum(shard.duration for shard in shards), 3)
     plan["estimated_saved"] = round(max(total_time - plan["estimated_duration"], 0.0), 3)

@@ -274,6 +274,23 @@ def function_scopes(tree: ast.Module) -> dict[str, FunctionScope]:
     return {qualname: _scope(qualname, node) for qualname, node in _definitions(tree)}
 
 
+def class_spans(tree: ast.Module) -> dict[str, tuple[int, int]]:
+    """Every class by qualified name (nesting joined with "."), with its whole span."""
+    spans: dict[str, tuple[int, int]] = {}
+    pending: list[tuple[str, ast.AST]] = [("", tree)]
+    while pending:
+        prefix, node = pending.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                name = f"{prefix}{child.name}"
+                if isinstance(child, ast.ClassDef):
+                    spans[name] = (_start_line(child), child.end_lineno or child.lineno)
+                pending.append((f"{name}.", child))
+            else:
+                pending.append((prefix, child))
+    return spans
+
+
 def innermost_function(scopes: dict[str, FunctionScope], line: int) -> FunctionScope | None:
     """The innermost function whose body contains `line`, or None for code no call runs.
 

@@ -17,7 +17,7 @@ from typing import Protocol
 from selector import scopes
 from selector.config import Config
 from selector.gitdiff import FileChange, Hunk
-from selector.mapdb import MapIndex
+from selector.mapdb import INCOMPLETE, MapIndex
 from selector.nodeids import covered, item_of, prefixes
 
 _FAILED_OUTCOMES = ("failed", "error")
@@ -88,6 +88,8 @@ class Selector:
             changed.update(path for path in (change.old_path, change.new_path) if path)
             self._file_change(change)
         self._selection.changed_files = sorted(changed)
+        if changed:
+            self._incomplete_child_data()
         if self._index.meta.dirty:
             self._recorded_from_uncommitted_files()
         self._always_selected()
@@ -245,6 +247,11 @@ class Selector:
             )
 
     # -- whole-map rules ----------------------------------------------------------------
+
+    def _incomplete_child_data(self) -> None:
+        """A test whose child processes may not have recorded everything depends on all files."""
+        reason = "a child process of it may not have recorded every line (killed, or not Python)"
+        self._select(self._index.tests_including(*INCOMPLETE), reason)
 
     def _recorded_from_uncommitted_files(self) -> None:
         """A map recorded from a dirty tree has lines of content no commit holds."""

@@ -1,6 +1,5 @@
 """selector plan, end to end: a recorded project, a real change, the plan it gets."""
 
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 from sample import ALL_TESTS, build, copy, plan, write
+from stored_maps import only_map_file, rewrite_only_map
 
 from projects import git
 
@@ -338,7 +338,7 @@ def test_failing_test_is_always_selected(shop: Shop) -> None:
 
 
 def test_no_map_runs_everything(shop: Shop) -> None:
-    for stored in (shop.path / ".selector" / "maps").glob("*.sqlite"):
+    for stored in (shop.path / ".selector" / "maps").glob("*.sqlite.gz"):
         stored.unlink()
     document = shop.plan()
     assert document["run_all"]
@@ -347,7 +347,7 @@ def test_no_map_runs_everything(shop: Shop) -> None:
 
 
 def test_corrupt_map_runs_everything(shop: Shop) -> None:
-    (stored,) = (shop.path / ".selector" / "maps").glob("*.sqlite")
+    (stored,) = (shop.path / ".selector" / "maps").glob("*.sqlite.gz")
     stored.write_bytes(stored.read_bytes()[:2000])
     document = shop.plan()
     assert document["run_all"]
@@ -355,16 +355,17 @@ def test_corrupt_map_runs_everything(shop: Shop) -> None:
 
 
 def test_map_of_another_schema_version_runs_everything(shop: Shop) -> None:
-    (stored,) = (shop.path / ".selector" / "maps").glob("*.sqlite")
-    with sqlite3.connect(stored) as connection:
-        connection.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    rewrite_only_map(
+        shop.path / ".selector" / "maps",
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+    )
     document = shop.plan()
     assert document["run_all"]
     assert "schema version 99" in document["reasons"][0]
 
 
 def test_map_of_another_variant_runs_everything(shop: Shop) -> None:
-    (stored,) = (shop.path / ".selector" / "maps").glob("*.sqlite")
+    stored = only_map_file(shop.path / ".selector" / "maps")
     document = shop.plan("--no-working-tree", "--map", str(stored), "--variant", "py2.7")
     assert document["run_all"]
     assert document["reasons"][0].startswith("the map is for variant py3.")
@@ -375,7 +376,7 @@ def test_map_commit_missing_from_a_shallow_clone(shop: Shop, tmp_path: Path) -> 
     shop.commit()
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", "--depth", "1", "-b", "feature", shop.path.as_uri(), str(clone))
-    (stored,) = (shop.path / ".selector" / "maps").glob("*.sqlite")
+    stored = only_map_file(shop.path / ".selector" / "maps")
     document = plan(clone, "--base", "HEAD", "--no-working-tree", "--map", str(stored))
     assert document["run_all"]
     assert "git fetch --depth=1 origin" in document["reasons"][0]
