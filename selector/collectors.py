@@ -10,6 +10,9 @@ numbers per context and file. Two implementations produce the same sets:
 * `CoverageCollector` uses coverage.py's C tracer with one dynamic context per context. It
   is the choice on 3.11, where `sys.monitoring` does not exist. coverage's own sysmon core
   cannot switch contexts (it warns `no-sysmon-context` and drops them), so it is never used.
+
+Recorded child processes (selector/child.py) run the same collectors; a forked child keeps
+the one it inherited and calls `forget`, so it records its own lines only.
 """
 
 import os
@@ -41,6 +44,9 @@ class LineCollector(Protocol):
 
     def stop(self) -> ContextLines:
         """Stop collecting and return what ran, per context and file."""
+
+    def forget(self, context: str) -> None:
+        """Drop what was collected so far and go on collecting for `context` (after a fork)."""
 
 
 class TrackedFiles:
@@ -80,6 +86,26 @@ class TrackedFiles:
         """Repository-relative POSIX path of a tracked file."""
         return Path(os.path.relpath(os.path.realpath(filename), self.root)).as_posix()
 
+    def repository_path(self, target: object) -> str | None:
+        """Repository-relative path of a file name that an audit `open` event names, if any.
+
+        Any repository file counts (data files too), but not folders, bytecode, nor git's or
+        selector's own files.
+        """
+        try:
+            name = os.fsdecode(target)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+        real = os.path.realpath(name)
+        if not real.startswith(self.root + os.sep) or real.endswith((".pyc", ".pyo")):
+            return None
+        if os.path.isdir(real):
+            return None
+        relative = Path(os.path.relpath(real, self.root)).as_posix()
+        if relative.startswith((".git/", ".selector/")) or "/__pycache__/" in f"/{relative}":
+            return None
+        return relative
+
     def coverage_omit(self) -> list[str]:
         """coverage.py omit patterns that keep its tracer out of what we never track."""
         return [f"{prefix}*" for prefix in self._excluded] + ["*/site-packages/*"]
@@ -116,19 +142,29 @@ def _resume_offset(code: CodeType) -> int:
     return 0
 
 
+def _new_set(_context: str, _filename: str) -> set[int]:
+    return set()
+
+
 class MonitoringCollector:
     """`sys.monitoring` collector: first hit of each line per context, then DISABLE.
 
     PY_START is enabled globally; the first time a code object of a tracked file starts,
     LINE events are switched on locally for that code only, so untracked code (pytest,
     libraries) costs one PY_START callback per context and never a LINE callback.
+
+    `new_lines(context, filename)` makes the set that holds one file's lines in one
+    context; a child process supplies sets that also write each new line to its journal,
+    so that its lines survive the process being killed.
     """
 
     name = "monitoring"
 
     def __init__(self, is_tracked: Callable[[str], bool]) -> None:
         self._is_tracked = is_tracked
+        self.new_lines: Callable[[str, str], set[int]] = _new_set
         self._by_context: ContextLines = {}
+        self._context = ""
         self._current: dict[str, set[int]] = {}
         # id(code) -> (code, its one-liner line): keyed by identity, because equal code
         # objects from two files compare equal; the reference keeps the id from being reused.
@@ -143,7 +179,7 @@ class MonitoringCollector:
         events = monitoring.events
         monitoring.register_callback(self._tool, events.PY_START, self._on_start)
         monitoring.register_callback(self._tool, events.LINE, self._on_line)
-        self._current = self._by_context.setdefault(context, {})
+        self._enter(context)
         monitoring.set_events(self._tool, events.PY_START)
 
     @staticmethod
@@ -174,12 +210,21 @@ class MonitoringCollector:
     def _lines_of(self, filename: str) -> set[int]:
         lines = self._current.get(filename)
         if lines is None:
-            lines = self._current[filename] = set()
+            lines = self._current[filename] = self.new_lines(self._context, filename)
         return lines
 
-    def switch_context(self, context: str) -> None:
+    def _enter(self, context: str) -> None:
+        self._context = context
         self._current = self._by_context.setdefault(context, {})
+
+    def switch_context(self, context: str) -> None:
+        self._enter(context)
         sys.monitoring.restart_events()  # type: ignore[attr-defined,unused-ignore]
+
+    def forget(self, context: str) -> None:
+        """Start over in `context`, keeping the tool id and the instrumented code (cheap)."""
+        self._by_context = {}
+        self.switch_context(context)
 
     def stop(self) -> ContextLines:
         monitoring: Any = getattr(sys, "monitoring")  # noqa: B009
@@ -199,19 +244,23 @@ class CoverageCollector:
     name = "coverage"
 
     def __init__(self, tracked: TrackedFiles) -> None:
+        self._tracked = tracked
+        self._coverage = self._new_coverage()
+
+    def _new_coverage(self) -> Any:
         from coverage import Coverage
 
-        self._tracked = tracked
-        self._coverage = Coverage(
+        coverage = Coverage(
             data_file=None,
             config_file=False,
             branch=False,
-            include=[os.path.join(tracked.root, "*")],
-            omit=tracked.coverage_omit(),
+            include=[os.path.join(self._tracked.root, "*")],
+            omit=self._tracked.coverage_omit(),
         )
         # COVERAGE_CORE=sysmon in the environment would silently drop contexts.
-        self._coverage.set_option("run:core", "ctrace")
-        self._coverage.set_option("run:disable_warnings", ["no-data-collected"])
+        coverage.set_option("run:core", "ctrace")
+        coverage.set_option("run:disable_warnings", ["no-data-collected"])
+        return coverage
 
     def start(self, context: str) -> None:
         self._coverage.start()
@@ -222,6 +271,16 @@ class CoverageCollector:
 
     def stop(self) -> ContextLines:
         self._coverage.stop()
+        return self.lines()
+
+    def forget(self, context: str) -> None:
+        """Stop the inherited tracer and start a fresh one: its data is the parent's."""
+        self._coverage.stop()
+        self._coverage = self._new_coverage()
+        self.start(context)
+
+    def lines(self) -> ContextLines:
+        """What ran so far, per context and file; collecting goes on if it was running."""
         data = self._coverage.get_data()
         by_context: ContextLines = {}
         for filename in data.measured_files():

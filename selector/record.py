@@ -14,18 +14,19 @@ stack of *contexts* and tells the collector whenever the top changes:
   the import free;
 * collection of a node runs in a `collect` context that every test under it includes,
   and anything else (start-up, conftest hooks) in the `session` context every test
-  includes.
+  includes;
+* Python child processes started meanwhile record too (child.py, children.py): what a
+  child runs belongs to the context that started it, a pool task's lines to the context
+  that submitted it, and a context whose child data may lack lines includes `INCOMPLETE`.
 
 Repository files opened for reading are recorded per context through an audit hook.
 """
 
-import importlib.abc
-import importlib.machinery
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,14 +35,23 @@ from typing import Any
 
 import pytest
 
-from selector import __version__, scopes
-from selector.collectors import LineCollector, TrackedFiles
+from selector import __version__, importhook, scopes, spawn
+from selector.children import ChildData, ChildRun
+from selector.collectors import ContextLines, LineCollector, TrackedFiles
 from selector.gitdiff import blob_id
-from selector.mapdb import SESSION, ContextKey, MapData, MapMeta, TestResult, write_map
+from selector.mapdb import (
+    INCOMPLETE,
+    SESSION,
+    ContextKey,
+    MapData,
+    MapMeta,
+    TestResult,
+    write_map,
+)
 from selector.store import ignore_workdir
 
 _ACTIVE: "Recorder | None" = None
-_AUDIT_HOOK_INSTALLED = False
+_FORK_HANDLER_INSTALLED = False
 _WRITE_EXIT_CODES = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
 
 
@@ -54,10 +64,11 @@ def _context(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    """Audit hook (installed once per process, cannot be removed): files opened for reading."""
-    if event == "open" and _ACTIVE is not None:
-        _ACTIVE.opened(args)
+def _after_fork_in_child() -> None:
+    """A fork of the recording pytest process becomes a recorded child."""
+    recorder = _ACTIVE
+    if recorder is not None:
+        recorder.become_child()
 
 
 @dataclass(frozen=True)
@@ -69,67 +80,6 @@ class RunInfo:
     variant: str
     fragment_dir: Path
     worker: str
-
-
-class _FootprintFinder(importlib.abc.MetaPathFinder):
-    """Finds modules with the finders after it and wraps loaders of tracked files.
-
-    The wrapped `exec_module` runs the module body inside that module's import context.
-    Wrapping sets an instance attribute, so the loader keeps its class (`isinstance`
-    checks and resource readers still work).
-    """
-
-    def find_spec(
-        self,
-        fullname: str,
-        path: Sequence[str] | None,
-        target: ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
-        spec = self._find_with_others(fullname, path, target)
-        recorder = _ACTIVE
-        if (
-            spec is not None
-            and recorder is not None
-            and spec.origin is not None
-            and spec.loader is not None
-            and recorder.tracked(spec.origin)
-        ):
-            _wrap_loader(spec.loader)
-        return spec
-
-    def _find_with_others(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None
-    ) -> importlib.machinery.ModuleSpec | None:
-        for finder in list(sys.meta_path):
-            if finder is self:
-                continue
-            find_spec = getattr(finder, "find_spec", None)
-            if find_spec is None:
-                continue
-            spec: importlib.machinery.ModuleSpec | None = find_spec(fullname, path, target)
-            if spec is not None:
-                return spec
-        return None
-
-
-def _wrap_loader(loader: Any) -> None:
-    original = loader.exec_module
-    if getattr(original, "selector_wrapped", False):
-        return
-
-    def exec_module(module: ModuleType) -> None:
-        recorder = _ACTIVE
-        if recorder is None:
-            original(module)
-            return
-        with recorder.importing(module):
-            original(module)
-
-    exec_module.selector_wrapped = True  # type: ignore[attr-defined]
-    try:
-        loader.exec_module = exec_module
-    except (AttributeError, TypeError):
-        return  # a loader with slots: its imports count for the importing context
 
 
 class Recorder:
@@ -146,42 +96,87 @@ class Recorder:
         self._tests: dict[str, TestResult] = {}
         self._test_includes: dict[str, set[ContextKey]] = {}
         self._collected: list[str] = []
-        self._finder = _FootprintFinder()
+        self._children: ChildRun | None = None
+        self._incomplete: dict[str, str] = {}  # context -> why its child data may lack lines
         self._controller = False
+        self._forked = False
         self.message = ""
+        self.notes: list[str] = []
 
     # -- life cycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start collecting; from now on imports, opens and lines are attributed."""
-        global _ACTIVE, _AUDIT_HOOK_INSTALLED  # noqa: PLW0603 - one recorder per process
+        """Start collecting; from now on imports, opens, lines and children are attributed."""
+        global _ACTIVE, _FORK_HANDLER_INSTALLED  # noqa: PLW0603 - one recorder per process
         self._note_imported_modules()
         self._stack = [_context(*SESSION)]
+        self._children = ChildRun(self.tracked.root, self._collector.name)
         _ACTIVE = self
-        if not _AUDIT_HOOK_INSTALLED:
-            sys.addaudithook(_audit)
-            _AUDIT_HOOK_INSTALLED = True
-        sys.meta_path.insert(0, self._finder)
+        spawn.install(self, self._children.environment, restore=True)
+        importhook.install(self.tracked, self.importing, spawn.PATCHES)
+        if not _FORK_HANDLER_INSTALLED and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _FORK_HANDLER_INSTALLED = True
         self._collector.start(self._stack[0])
 
-    def _stop(self) -> dict[str, dict[str, set[int]]]:
+    def _stop(self) -> tuple[ContextLines, ChildData]:
         global _ACTIVE  # noqa: PLW0603
         _ACTIVE = None
-        if self._finder in sys.meta_path:
-            sys.meta_path.remove(self._finder)
+        spawn.uninstall()
+        importhook.uninstall()
         self._note_imported_modules()
-        return self._collector.stop()
+        by_context = self._collector.stop()
+        children = self._children.finish() if self._children is not None else ChildData()
+        return by_context, children
+
+    def become_child(self) -> None:
+        """In a fork of this process: record it as a child, write no fragment from it."""
+        global _ACTIVE  # noqa: PLW0603
+        _ACTIVE = None
+        self._forked = True
+        assert self._children is not None
+        from selector import child
+
+        child.adopt(self._children.environment, self._stack[-1], self.tracked, self._collector)
 
     def _push(self, kind: str, name: str, *, included: bool) -> None:
+        if self._forked:
+            return
         context = _context(kind, name)
         if included:
             self._includes.add((_key(self._stack[-1]), (kind, name)))
         self._stack.append(context)
         self._collector.switch_context(context)
+        spawn.switch(context)
 
     def _pop(self) -> None:
+        if self._forked:
+            return
         self._stack.pop()
         self._collector.switch_context(self._stack[-1])
+        spawn.switch(self._stack[-1])
+
+    # -- spawn.Owner: what the hooks on child processes ask of the pytest process --------
+
+    def context(self) -> str:
+        """The context the code running now belongs to."""
+        return self._stack[-1]
+
+    def incomplete(self, reason: str) -> None:
+        """A process started now will not record: its starter's data may lack lines."""
+        self._incomplete.setdefault(self._stack[-1], reason)
+
+    def task(self, _context: str) -> AbstractContextManager[None]:
+        """Pool tasks run in worker processes, never here."""
+        return nullcontext()
+
+    def replacing(self) -> None:
+        """An exec replaces pytest itself: nothing to save, no fragment is written."""
+
+    def pool_workers(self, pids: set[int]) -> None:
+        """Workers of a pool that tests submit tasks to (they need no other attribution)."""
+        if self._children is not None:
+            self._children.pool_workers(pids)
 
     # -- what the import hook and the audit hook report ---------------------------------
 
@@ -203,35 +198,11 @@ class Recorder:
         finally:
             self._pop()
 
-    def opened(self, args: tuple[Any, ...]) -> None:
-        """A file was opened: remember repository files opened for reading."""
-        target, mode, flags = (*args, None, None, None)[:3]
-        if isinstance(target, int) or target is None:
-            return
-        if isinstance(mode, str):
-            if "r" not in mode and "+" not in mode:
-                return
-        elif isinstance(flags, int) and flags & os.O_ACCMODE == os.O_WRONLY:
-            return
-        path = self._repository_path(target)
+    def opened(self, target: object) -> None:
+        """A file was opened for reading: remember it if it is a repository file."""
+        path = self.tracked.repository_path(target)
         if path is not None:
             self._reads.setdefault(self._stack[-1], set()).add(path)
-
-    def _repository_path(self, target: Any) -> str | None:
-        try:
-            name = os.fsdecode(target)
-        except TypeError:
-            return None
-        real = os.path.realpath(name)
-        root = self.tracked.root
-        if not real.startswith(root + os.sep) or real.endswith((".pyc", ".pyo")):
-            return None
-        if os.path.isdir(real):
-            return None
-        relative = Path(os.path.relpath(real, root)).as_posix()
-        if relative.startswith((".git/", ".selector/")) or "/__pycache__/" in f"/{relative}":
-            return None
-        return relative
 
     def _note_imported_modules(self) -> None:
         """Tracked modules already in sys.modules (imported before recording, or cached)."""
@@ -247,7 +218,7 @@ class Recorder:
     def pytest_configure(self, config: pytest.Config) -> None:
         """The xdist controller runs no tests; its workers record."""
         if config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput"):
-            self._stop()
+            self._stop()  # the workers' children are theirs
             self.message = "recording in the xdist workers, one fragment each"
             self._controller = True
 
@@ -280,6 +251,8 @@ class Recorder:
             return (yield)
         finally:
             self._pop()
+            if self._children is not None and not self._forked:
+                self._children.test_ended(_context("test", item.nodeid))
             self._test_includes[item.nodeid] = _test_includes(item)
             result = self._tests.get(item.nodeid)
             if result is not None:
@@ -296,25 +269,26 @@ class Recorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, exitstatus: int) -> None:
-        if self._controller:
+        if self._controller or self._forked:
             return
-        by_context = self._stop()
+        by_context, children = self._stop()
         if exitstatus not in _WRITE_EXIT_CODES:
             self.message = f"run ended with {pytest.ExitCode(exitstatus).name}: no fragment written"
             return
         if not self._tests:
             self.message = "no test ran: no fragment written"
             return
-        data = self._map_data(by_context)
+        data = self._map_data(by_context, children)
         destination = self._run.fragment_dir / self._fragment_name()
         ignore_workdir(self._run.fragment_dir.parent)
         write_map(destination, data)
         commit_note = "" if self._run.commit else " (not in a git repository: commit null)"
         self.message = f"recorded {len(data.tests)} tests into {destination}{commit_note}"
+        self.notes = _child_notes(children, self._incomplete)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if self.message:
-            terminalreporter.write_line(f"selector: {self.message}")
+        for line in [self.message, *self.notes] if self.message else []:
+            terminalreporter.write_line(f"selector: {line}")
 
     # -- building the fragment --------------------------------------------------------
 
@@ -326,7 +300,7 @@ class Recorder:
         commit = (self._run.commit or "nocommit")[:12]
         return f"{commit}-{self._run.variant}-{self._run.worker}-{time.time_ns()}.sqlite"
 
-    def _map_data(self, by_context: dict[str, dict[str, set[int]]]) -> MapData:
+    def _map_data(self, by_context: ContextLines, children: ChildData) -> MapData:
         data = MapData(
             meta=MapMeta(
                 commit=self._run.commit,
@@ -357,8 +331,24 @@ class Recorder:
             own.includes.update(includes)
             if test is not None and test.path is not None:
                 own.includes.update(self._file_imports(test.path))
+        self._add_children(data, children, sources)
         data.files = {path: sources.blob(path) for path in sources.paths_of(data)}
         return data
+
+    def _add_children(self, data: MapData, children: ChildData, sources: "_Sources") -> None:
+        """What child processes ran and read, their include edges and incomplete marks."""
+        for context, lines_by_path in children.lines.items():
+            target = data.context(_key(context))
+            for path, lines in lines_by_path.items():
+                target.add_lines(path, scopes.normalise_lines(lines, sources.starts(path)))
+        for context, paths in children.reads.items():
+            data.context(_key(context)).reads.update(paths)
+        for parent, child in children.includes:
+            data.context(_key(child))
+            data.context(_key(parent)).includes.add(_key(child))
+        for context in children.incomplete.union(self._incomplete):
+            data.context(INCOMPLETE)
+            data.context(_key(context)).includes.add(INCOMPLETE)
 
     def _add_import_graph(self, data: MapData, sources: "_Sources") -> None:
         """Static import edges between the import contexts of every tracked module."""
@@ -438,6 +428,22 @@ def _test_includes(item: pytest.Item) -> set[ContextKey]:
             if fixturedef.scope != "function":
                 includes.add(("fixture", _fixture_name(fixturedef)))
     return includes
+
+
+def _child_notes(children: ChildData, starts: dict[str, str]) -> list[str]:
+    """Lines for the terminal about child processes, if there were any."""
+    notes = []
+    if children.processes:
+        notes.append(f"recorded {children.processes} child processes")
+    if children.incomplete_processes:
+        notes.append(
+            f"{children.incomplete_processes} child processes did not record all they ran "
+            "(killed before writing, or not able to record): the tests they belong to are "
+            "selected by every change"
+        )
+    for context, reason in sorted(starts.items()):
+        notes.append(f"{context}: {reason}; it is selected by every change")
+    return notes
 
 
 def _outcome(previous: str, report: pytest.TestReport) -> str:

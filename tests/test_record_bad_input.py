@@ -3,9 +3,9 @@
 import sys
 
 import pytest
+from stored_maps import only_map
 
 from selector.cli import main
-from selector.mapdb import read_map
 
 from projects import Project, git
 
@@ -97,9 +97,8 @@ def test_xdist_workers_write_fragments_that_upload_map_merges(
     monkeypatch.chdir(project.path)
     assert main(["upload-map"]) == 0
     variant = f"py{sys.version_info[0]}.{sys.version_info[1]}"
-    stored = project.path / ".selector" / "maps" / f"{commit}.{variant}.sqlite"
     assert f"stored map of {commit[:12]} ({variant}): 7 tests" in capsys.readouterr().out
-    merged = read_map(stored)
+    merged = only_map(project.path / ".selector" / "maps")
     assert merged.meta.commit == commit
     assert len(merged.tests) == 7
     two = project.line_of("app.py", "return 2")
