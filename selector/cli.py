@@ -3,15 +3,28 @@
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from selector import __version__
 
-EPILOG_UPLOAD = """example:
+if TYPE_CHECKING:
+    from selector.carry import CarryReport
+    from selector.store import MapStore
+
+EPILOG_UPLOAD = """examples:
   pytest --selector-record && selector upload-map
+  pytest --selector-plan plan.json --selector-record && selector upload-map --store s3://ci-maps/app
 """
+EPILOG_MAPS = """examples:
+  selector maps list --store s3://ci-maps/app
+  selector maps prune --keep 50 --older-than 30d
+"""
+STORE_HELP = "a folder or s3://bucket/prefix (default: $SELECTOR_STORE, config, .selector/maps)"
 EPILOG_PLAN = """examples:
   selector plan --base origin/main --format list | xargs -r pytest
   selector plan --base HEAD~3 --format json --output plan.json --shards 4
@@ -19,6 +32,19 @@ EPILOG_PLAN = """examples:
 """
 EPILOG_WHY = """example:
   selector why tests/test_parser.py::test_unicode
+"""
+EPILOG_LOOKUP = """examples:
+  selector lookup src/shop/pricing.py:12
+  selector lookup src/shop/pricing.py:10-20 --format list | xargs -r pytest
+  selector lookup src/shop/catalog.py::Item.label
+"""
+EPILOG_EXPORT = """examples:
+  selector export --coverage .coverage.selector && coverage html \\
+      --data-file .coverage.selector --show-contexts
+  selector export --csv map.csv --by function
+"""
+EPILOG_STATS = """example:
+  selector stats --top 5
 """
 LAST_PLAN = Path(".selector") / "last-plan.json"
 
@@ -40,15 +66,25 @@ def _repository() -> tuple[Path, str]:
 
 
 def upload_map(arguments: argparse.Namespace) -> int:
-    """Merge the fragments recorded at HEAD and store the map."""
+    """Merge the fragments recorded at HEAD, carry the base map forward, store the map."""
+    from selector import gitdiff
+    from selector.config import load_config
     from selector.plugin import FRAGMENT_DIR
-    from selector.store import DEFAULT_FOLDER, LocalStore
-    from selector.upload import upload_fragments
+    from selector.store import resolve_store
+    from selector.upload import UploadRequest, upload
 
     root, commit = _repository()
-    fragment_dir = arguments.fragments or root / FRAGMENT_DIR
-    store = LocalStore(arguments.store or root / DEFAULT_FOLDER)
-    result = upload_fragments(fragment_dir, store, commit, arguments.variant)
+    repo = gitdiff.open_repo(root)
+    assert repo is not None
+    config = load_config(root)
+    request = UploadRequest(
+        fragment_dir=arguments.fragments or root / FRAGMENT_DIR,
+        store=resolve_store(arguments.store, config.store, root),
+        variant=arguments.variant,
+        base_map=arguments.base_map,
+        force=arguments.force,
+    )
+    result = upload(repo, request, config)
     for message in result.unreadable:
         print(f"selector: skipped a fragment: {message}", file=sys.stderr)
     if result.other_commits:
@@ -56,16 +92,99 @@ def upload_map(arguments: argparse.Namespace) -> int:
             f"selector: ignored {result.other_commits} fragments recorded at other commits",
             file=sys.stderr,
         )
-    if result.dirty:
+    for message in result.warnings:
+        print(f"selector: warning: {message}", file=sys.stderr)
+    for stored in result.stored:
+        data, carry = stored.data, stored.carry
+        if carry is not None and carry.not_carried:
+            print(f"selector: warning: {_not_carried(carry)}", file=sys.stderr)
+        tests = f"{len(data.tests)} tests"
+        if carry is not None:
+            tests += (
+                f" ({carry.rerun} re-run, {carry.carried} carried forward from "
+                f"{carry.base_commit[:12]}, {carry.removed} no longer collected)"
+            )
+        where = f"{request.store.location.rstrip('/')}/{stored.stored.name}"
         print(
-            "selector: warning: some fragments were recorded with uncommitted changes",
-            file=sys.stderr,
+            f"selector: stored map of {commit[:12]} ({data.meta.variant}): {tests}, "
+            f"{len(data.files)} files -> {where} ({_size(stored.stored.size)})"
         )
-    for path, data in result.stored:
-        print(
-            f"selector: stored map of {commit[:12]} ({data.meta.variant}): "
-            f"{len(data.tests)} tests, {len(data.files)} files -> {path}"
-        )
+    return 0
+
+
+def _not_carried(carry: "CarryReport") -> str:
+    """One line about the tests the change can affect that were not re-run."""
+    names = ", ".join(carry.not_carried[:5]) + (", ..." if len(carry.not_carried) > 5 else "")
+    why = f" (every test: {carry.run_all_reason})" if carry.run_all_reason else ""
+    return (
+        f"{len(carry.not_carried)} tests that the change since {carry.base_commit[:12]} can "
+        f"affect{why} were not re-run: the map has no recording of them, so every plan "
+        f"selects them until a run records them: {names}"
+    )
+
+
+def _size(count: int) -> str:
+    """Bytes for people: 812 B, 245.1 KiB, 12.4 MiB."""
+    value, unit = float(count), "B"
+    for larger in ("KiB", "MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def _store_of(arguments: argparse.Namespace) -> "MapStore":
+    """The store named by --store, $SELECTOR_STORE or the configuration of the repository here.
+
+    Outside a repository only an explicit store can be meant: the configuration and the
+    default folder are the repository's.
+    """
+    from selector import gitdiff
+    from selector.config import load_config
+    from selector.store import STORE_ENV, resolve_store
+
+    repo = gitdiff.open_repo(Path.cwd())
+    if repo is None:
+        if not (arguments.store or os.environ.get(STORE_ENV)):
+            raise UserError(f"not inside a git repository: pass --store or set ${STORE_ENV}")
+        return resolve_store(arguments.store, None, Path.cwd())
+    root = gitdiff.repo_root(repo)
+    return resolve_store(arguments.store, load_config(root).store, root)
+
+
+def list_maps(arguments: argparse.Namespace) -> int:
+    """Print the stored maps, newest first."""
+    store = _store_of(arguments)
+    found = store.maps(arguments.variant)
+    if found:
+        print(f"{'commit':<12}  {'variant':<10}  {'stored (UTC)':<16}  size")
+    for stored in found:
+        when = stored.modified.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+        print(f"{stored.commit[:12]}  {stored.variant:<10}  {when:<16}  {_size(stored.size)}")
+    total = _size(sum(stored.size for stored in found))
+    print(f"selector: {len(found)} maps ({total}) in {store.location}", file=sys.stderr)
+    return 0
+
+
+def prune_maps(arguments: argparse.Namespace) -> int:
+    """Delete the maps that neither --keep nor --older-than keeps."""
+    from selector.store import prunable
+
+    if arguments.keep is None and arguments.older_than is None:
+        raise UserError("maps prune needs --keep N, --older-than D, or both")
+    store = _store_of(arguments)
+    found = store.maps(arguments.variant)
+    doomed = prunable(found, arguments.keep, arguments.older_than, datetime.now(UTC))
+    for stored in doomed:
+        print(stored.name)
+    if not arguments.dry_run:
+        store.remove(doomed)
+    verb = "would delete" if arguments.dry_run else "deleted"
+    print(
+        f"selector: {verb} {len(doomed)} of {len(found)} maps "
+        f"({_size(sum(stored.size for stored in doomed))}) in {store.location}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -74,7 +193,7 @@ def plan(arguments: argparse.Namespace) -> int:
     from selector import gitdiff
     from selector.config import load_config, resolve_variant
     from selector.plan import PlanRequest, make_plan, summary, write_plan
-    from selector.store import DEFAULT_FOLDER, LocalStore, ignore_workdir
+    from selector.store import ignore_workdir, resolve_store
 
     root, _commit = _repository()
     repo = gitdiff.open_repo(root)
@@ -87,7 +206,7 @@ def plan(arguments: argparse.Namespace) -> int:
         base=arguments.base,
         variant=resolve_variant(arguments.variant, config),
         working_tree=working_tree,
-        store=LocalStore(arguments.store or root / DEFAULT_FOLDER),
+        store=resolve_store(arguments.store, config.store, root),
         map_file=arguments.map,
         shards=arguments.shards,
         grouping=arguments.group,
@@ -97,6 +216,13 @@ def plan(arguments: argparse.Namespace) -> int:
     write_plan(document, root / LAST_PLAN)
     for line in summary(document):
         print(f"selector: {line}", file=sys.stderr)
+    if arguments.format == "github":
+        from selector.github import publish_plan
+
+        if arguments.output:
+            write_plan(document, arguments.output)
+        publish_plan(document, arguments.output or root / LAST_PLAN, os.environ)
+        return 0
     if arguments.format == "json":
         text = json.dumps(document, indent=2) + "\n"
     else:
@@ -136,6 +262,124 @@ def why(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path]:
+    """(repository root, map file): `--map`, else the map of HEAD's nearest ancestor."""
+    from selector import gitdiff
+    from selector.config import load_config, resolve_variant
+    from selector.plan import ANCESTORS_SEARCHED
+
+    root, commit = _repository()
+    if arguments.map is not None:
+        return root, arguments.map
+    repo = gitdiff.open_repo(root)
+    assert repo is not None
+    variant = resolve_variant(arguments.variant, load_config(root))
+    store = _store_of(arguments)
+    stored = store.commits(variant)
+    for candidate in gitdiff.first_parent_ancestors(repo, commit, ANCESTORS_SEARCHED):
+        if candidate in stored:
+            return root, store.fetch(candidate, variant)
+    raise UserError(
+        f"no {variant} map for HEAD or its ancestors in {store.location}: "
+        "record one (pytest --selector-record; selector upload-map) or pass --map"
+    )
+
+
+def _map_source(root: Path, index_commit: str | None, path: str) -> bytes | None:
+    from selector import gitdiff
+
+    repo = gitdiff.open_repo(root)
+    if repo is None or index_commit is None:
+        return None
+    return gitdiff.file_at(repo, index_commit, path)
+
+
+def lookup(arguments: argparse.Namespace) -> int:
+    """Which recorded tests run some code."""
+    from selector.explore import Target, lookup
+    from selector.mapdb import MapIndex
+
+    root, map_file = _local_map(arguments)
+    target = Target.parse(arguments.target)
+    index = MapIndex(map_file)
+    try:
+        source = _map_source(root, index.meta.commit, target.path) if target.name else None
+        found = lookup(index, target, source)
+    finally:
+        index.close()
+    if arguments.format == "json":
+        rows = [
+            {"test": nodeid, "duration": test.duration, "outcome": test.outcome}
+            for nodeid, test in found.items()
+        ]
+        print(json.dumps(rows, indent=2))
+    elif arguments.format == "list":
+        for nodeid in found:
+            print(nodeid)
+    else:
+        for nodeid, test in found.items():
+            print(f"{test.duration:9.3f}s  {nodeid}")
+        total = sum(test.duration for test in found.values())
+        print(f"selector: {len(found)} tests, {total:.1f}s recorded", file=sys.stderr)
+    return 0
+
+
+def export(arguments: argparse.Namespace) -> int:
+    """The map as a coverage.py data file or as CSV rows."""
+    from selector.explore import export_coverage, export_csv
+    from selector.mapdb import read_map
+
+    root, map_file = _local_map(arguments)
+    data = read_map(map_file)
+    if arguments.coverage is not None:
+        count = export_coverage(data, root, arguments.coverage)
+        print(f"selector: wrote {arguments.coverage} with {count} test contexts")
+    if arguments.csv is not None:
+        sources = {}
+        if arguments.by == "function":
+            sources = {path: _map_source(root, data.meta.commit, path) for path in data.files}
+        rows = export_csv(data, arguments.csv, sources, arguments.by)
+        print(f"selector: wrote {arguments.csv} with {rows} rows")
+    return 0
+
+
+def stats(arguments: argparse.Namespace) -> int:
+    """What the map holds."""
+    from selector.explore import stats
+    from selector.mapdb import MapIndex, read_map
+
+    _root, map_file = _local_map(arguments)
+    data = read_map(map_file)
+    index = MapIndex(map_file)
+    try:
+        found = stats(data, index, arguments.top)
+    finally:
+        index.close()
+    meta = data.meta
+    print(f"map: {map_file}")
+    print(f"commit {meta.commit}  variant {meta.variant}  recorded {meta.created}")
+    outcomes = ", ".join(f"{count} {name}" for name, count in sorted(found.outcomes.items()))
+    print(f"{found.tests} tests ({outcomes}), {found.files} files")
+    print(f"recorded test time {found.total_duration:.1f}s")
+    sections: list[tuple[str, list[tuple[str, str]] | list[tuple[str, int]]]] = [
+        ("longest tests (s)", [(name, f"{value:.3f}") for name, value in found.longest]),
+        ("tests per test file", found.tests_per_file),
+        ("most coupled files (tests that depend on them)", found.most_coupled),
+        ("tests that depend on the most files", found.widest_tests),
+    ]
+    for title, rows in sections:
+        print(f"\n{title}:")
+        for name, value in rows:
+            print(f"  {value!s:>9}  {name}")
+    return 0
+
+
+def _map_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--map", type=Path, help="map file (default: HEAD's, from the store)")
+    parser.add_argument("--store", help=STORE_HELP)
+    parser.add_argument("--variant", help="map variant (default: config, $SELECTOR_VARIANT, pyX.Y)")
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -165,8 +409,20 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument(
         "--fragments", type=Path, help="folder of fragments (default: .selector/fragments)"
     )
-    upload.add_argument("--store", type=Path, help="map folder (default: .selector/maps)")
+    upload.add_argument("--store", help=STORE_HELP)
     upload.add_argument("--variant", help="only this variant (default: every variant found)")
+    upload.add_argument(
+        "--base-map",
+        type=Path,
+        metavar="FILE",
+        help="map (SQLite) to carry the tests that did not run forward from (default: the "
+        "stored map of the nearest first-parent ancestor)",
+    )
+    upload.add_argument(
+        "--force",
+        action="store_true",
+        help="upload even from a dirty working tree or a detached commit no remote has",
+    )
     upload.set_defaults(handler=upload_map)
 
     planner = commands.add_parser(
@@ -182,9 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     planner.add_argument(
         "--format",
-        choices=("list", "json"),
+        choices=("list", "json", "github"),
         default="list",
-        help="list: one item per line, for xargs -r pytest; json: the whole plan",
+        help="list: one item per line, for xargs -r pytest; json: the whole plan; github: "
+        "the plan to --output, step outputs and summary for GitHub Actions",
     )
     planner.add_argument("--output", type=Path, help="write the plan here instead of stdout")
     planner.add_argument(
@@ -197,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep a module's or class's tests on one shard (default: none)",
     )
     planner.add_argument("--map", type=Path, help="use this map file instead of the store")
-    planner.add_argument("--store", type=Path, help="map folder (default: .selector/maps)")
+    planner.add_argument("--store", help=STORE_HELP)
     planner.add_argument(
         "--variant", help="map variant (default: config, $SELECTOR_VARIANT, pyX.Y)"
     )
@@ -221,12 +478,96 @@ def build_parser() -> argparse.ArgumentParser:
         "--plan", type=Path, help="plan file (default: .selector/last-plan.json)"
     )
     explainer.set_defaults(handler=why)
+
+    looker = commands.add_parser(
+        "lookup",
+        help="which tests run this code",
+        description="Which recorded tests execute a file, lines, or a function or class "
+        "(line numbers of the map's commit), with their recorded durations.",
+        epilog=EPILOG_LOOKUP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    looker.add_argument(
+        "target", help="PATH, PATH:LINE, PATH:START-END, PATH::Class.method or PATH:function"
+    )
+    looker.add_argument("--format", choices=("text", "list", "json"), default="text")
+    _map_options(looker)
+    looker.set_defaults(handler=lookup)
+
+    exporter = commands.add_parser(
+        "export",
+        help="the map as a coverage.py data file or CSV",
+        description="Export the map: a coverage.py data file with one context per test "
+        "(for `coverage html --show-contexts`), or CSV rows.",
+        epilog=EPILOG_EXPORT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    exporter.add_argument("--coverage", type=Path, help="write a coverage.py data file here")
+    exporter.add_argument("--csv", type=Path, help="write CSV rows here")
+    exporter.add_argument(
+        "--by", choices=("line", "function"), default="line", help="CSV rows per line or function"
+    )
+    _map_options(exporter)
+    exporter.set_defaults(handler=export)
+
+    statistician = commands.add_parser(
+        "stats",
+        help="what the map holds",
+        description="Tests, files, durations, the most coupled files and the widest tests.",
+        epilog=EPILOG_STATS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    statistician.add_argument("--top", type=_positive, default=10, help="rows per list")
+    _map_options(statistician)
+    statistician.set_defaults(handler=stats)
+    _add_maps_parser(commands)
     return parser
+
+
+def _add_maps_parser(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    mapper = commands.add_parser(
+        "maps",
+        help="list or prune the stored maps",
+        description="List the maps in the store, or delete old ones.",
+        epilog=EPILOG_MAPS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = mapper.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lister = actions.add_parser("list", help="the stored maps, newest first")
+    pruner = actions.add_parser(
+        "prune",
+        help="delete old maps",
+        description="Delete the maps that no option keeps: --keep N keeps the newest N of "
+        "each variant, --older-than D those stored less than D ago; with both, a map is "
+        "deleted only if neither keeps it.",
+    )
+    for action in (lister, pruner):
+        action.add_argument("--store", help=STORE_HELP)
+        action.add_argument("--variant", help="only maps of this variant")
+    pruner.add_argument("--keep", type=_positive, metavar="N", help="keep the newest N per variant")
+    pruner.add_argument(
+        "--older-than",
+        type=_age,
+        metavar="D",
+        help="delete maps stored more than D ago: a number and s, m, h, d or w (30d)",
+    )
+    pruner.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    lister.set_defaults(handler=list_maps)
+    pruner.set_defaults(handler=prune_maps)
+
+
+def _age(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([smhdw])", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected a number and s, m, h, d or w, got {text!r}")
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match[2]]
+    return timedelta(**{unit: int(match[1])})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; user errors are one line, never a traceback."""
     from selector.config import ConfigError
+    from selector.explore import TargetError
     from selector.gitdiff import GitError
     from selector.mapdb import MapError
     from selector.store import StoreError
@@ -235,7 +576,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     try:
         status: int = arguments.handler(arguments)
-    except (UserError, MapError, StoreError, UploadError, ConfigError, GitError) as error:
+    except (
+        UserError,
+        MapError,
+        StoreError,
+        UploadError,
+        ConfigError,
+        GitError,
+        TargetError,
+    ) as error:
         print(f"selector: error: {error}", file=sys.stderr)
         return 1
     return status
