@@ -24,7 +24,9 @@ disposition only: the handler writes, then dies of the signal as before), before
 and when the pytest process ends its run while the child still runs (journal.flush_signal,
 again only where that signal has its default disposition); a child killed otherwise leaves
 a journal without its end record, which makes the pytest process mark what the child
-belongs to as incomplete.
+belongs to as incomplete. A child killed while it still sets up recording (a pool worker
+terminated right after its fork, before its handlers are in place) ran nothing of the
+project's yet: its journal has no start record, and counts as complete.
 """
 
 import atexit
@@ -231,6 +233,7 @@ def _start(
     _install_handlers(write_through=write_through)
     if _FLUSH_HANDLED:
         journal.flushes()
+    journal.started()
 
 
 def _new_collector(environment: ChildEnvironment, tracked: TrackedFiles) -> LineCollector:

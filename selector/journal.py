@@ -44,7 +44,7 @@ _PAIR = struct.Struct("<II")
 _TRIPLE = struct.Struct("<III")
 _WRITE_THROUGH = 1
 
-STRING, LINE, LINES, READ, INCLUDES, INCOMPLETE, END, FLUSHES, WORKER = b"SLMRIXEFW"
+STRING, LINE, LINES, READ, INCLUDES, INCOMPLETE, END, FLUSHES, WORKER, STARTED = b"SLMRIXEFWB"
 
 
 class JournalWriter:
@@ -131,6 +131,11 @@ class JournalWriter:
         with self._lock:
             self._append(FLUSHES, b"")
 
+    def started(self) -> None:
+        """Recording is set up: from now on the process runs code that is not selector's."""
+        with self._lock:
+            self._append(STARTED, b"")
+
     def end(self, *, timeout: float = -1) -> bool:
         """Mark the journal complete; False if the lock was not had within `timeout`.
 
@@ -187,6 +192,7 @@ class Journal:
     write_through: bool
     ended: bool = False
     flushes: bool = False  # on flush_signal()
+    started: bool = False  # done setting up; before, it ran no code but selector's
     lines: dict[str, dict[str, set[int]]] = field(default_factory=dict)
     reads: dict[str, set[str]] = field(default_factory=dict)
     includes: set[tuple[str, str]] = field(default_factory=set)
@@ -200,8 +206,12 @@ class Journal:
 
     @property
     def complete(self) -> bool:
-        """Whether every line the child ran is in the journal."""
-        return self.write_through or self.ended
+        """Whether every line the child ran is in the journal.
+
+        A child that ended before it started (killed while it set up recording, say a pool
+        worker terminated right after its fork) ran nothing of the project's.
+        """
+        return self.write_through or self.ended or not self.started
 
 
 class _Cursor:
@@ -287,6 +297,9 @@ def _read_record(journal: Journal, cursor: _Cursor, strings: list[str]) -> bool:
         return True
     if kind_byte == FLUSHES:
         journal.flushes = True
+        return True
+    if kind_byte == STARTED:
+        journal.started = True
         return True
     if kind_byte == LINES:
         return _read_lines(journal, cursor, strings)

@@ -11,10 +11,12 @@ or leaving through os._exit. The default collector of the running Python records
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from sample import plan
 
+from selector.journal import JournalWriter, read_journal
 from selector.mapdb import INCOMPLETE, MapData
 
 from projects import Project, git
@@ -649,3 +651,24 @@ def test_without_recording_children_see_nothing_of_selector(project: Project) ->
     )
     project.commit()
     project.pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    ("started", "ended", "complete"),
+    [(False, False, True), (True, False, False), (True, True, True)],
+    ids=["killed-while-setting-up", "killed-while-running", "ended"],
+)
+def test_a_journal_lacks_lines_only_if_its_child_ran_its_own_code(
+    tmp_path: Path, started: bool, ended: bool, complete: bool
+) -> None:
+    # coverage's tracer keeps lines in memory: a child killed after it started running its
+    # own code (a pool worker's initializer, a task) loses them; one killed while selector
+    # still set it up (a pool terminated right after forking it) had nothing to lose.
+    writer = JournalWriter.create(str(tmp_path), "token", "test:t.py::t", write_through=False)
+    if started:
+        writer.started()
+    if ended:
+        writer.end()
+    journal = read_journal(writer.path)
+    assert journal is not None
+    assert journal.complete is complete
