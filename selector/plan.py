@@ -7,6 +7,7 @@ lists the reasons; it never silently runs nothing.
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,14 +41,24 @@ class PlanRequest:
 
 
 class GitSources:
-    """File contents on both sides of the change, read through git (and the work tree)."""
+    """File contents on both sides of the change, read through git (and the work tree).
 
-    def __init__(self, repo: git.Repo, root: Path, map_commit: str, working_tree: bool) -> None:
+    The new side is the working tree, or the commit `head` (default: HEAD).
+    """
+
+    def __init__(
+        self,
+        repo: git.Repo,
+        root: Path,
+        map_commit: str,
+        working_tree: bool,
+        head: str | None = None,
+    ) -> None:
         self._repo = repo
         self._root = root
         self._map_commit = map_commit
         self._working_tree = working_tree
-        self._head = gitdiff.head_commit(repo)
+        self._head = head or gitdiff.head_commit(repo)
         self._rule = pytest_files(root)
 
     def old(self, path: str) -> bytes | None:
@@ -76,6 +87,25 @@ class GitSources:
         return [path for path in files if self._rule(path)]
 
 
+def nearest_stored_maps(
+    repo: git.Repo, store: MapStore, variant: str, start: str, skipped: list[str]
+) -> Iterator[tuple[str, Path]]:
+    """(commit, fetched file) of the stored maps on `start`'s first-parent line, nearest first.
+
+    The caller takes the first it can use. A stored map that cannot be fetched (corrupt,
+    unreadable) is reported in `skipped` and the next older one follows: an older map is as
+    safe, only its change is longer.
+    """
+    stored = store.commits(variant)
+    for candidate in gitdiff.first_parent_ancestors(repo, start, ANCESTORS_SEARCHED):
+        if candidate not in stored:
+            continue
+        try:
+            yield candidate, store.fetch(candidate, variant)
+        except StoreError as error:
+            skipped.append(f"skipped the stored map of {candidate[:12]}: {error}")
+
+
 class _RunAll(Exception):
     """Planning stops: everything runs, for this reason."""
 
@@ -91,6 +121,7 @@ def make_plan(repo: git.Repo, request: PlanRequest, config: Config) -> dict[str,
         "map_commit": None,
         "variant": request.variant,
         "working_tree": request.working_tree,
+        "notes": [],
     }
     index = None
     try:
@@ -98,7 +129,7 @@ def make_plan(repo: git.Repo, request: PlanRequest, config: Config) -> dict[str,
             raise _RunAll("the repository has no commits")
         base_commit = _resolve(repo, request.base)
         plan["base_commit"] = base_commit
-        index = _open_map(repo, request, base_commit, head)
+        index = _open_map(repo, request, base_commit, head, plan["notes"])
         plan["map_commit"] = index.meta.commit
         selection = _select(repo, index, request, config)
     except _RunAll as stop:
@@ -116,32 +147,46 @@ def _resolve(repo: git.Repo, base: str) -> str:
         raise _RunAll(str(error)) from None
 
 
-def _open_map(repo: git.Repo, request: PlanRequest, base_commit: str, head: str) -> MapIndex:
-    """The map of the nearest first-parent ancestor of the merge base (or `--map`)."""
-    path = request.map_file
-    if path is None:
-        start = gitdiff.merge_base(repo, base_commit, head) or base_commit
-        candidates = gitdiff.first_parent_ancestors(repo, start, ANCESTORS_SEARCHED) or [start]
+def _open_map(
+    repo: git.Repo, request: PlanRequest, base_commit: str, head: str, notes: list[str]
+) -> MapIndex:
+    """The map of the nearest first-parent ancestor of the merge base (or `--map`).
+
+    A stored map that cannot be used (corrupt, another schema) is skipped with a note and
+    the next older one is used; only when none is usable does everything run.
+    """
+    if request.map_file is not None:
         try:
-            stored = request.store.commits(request.variant)
-        except StoreError as error:
-            raise _RunAll(f"no usable map: {error}") from None
-        found = next((commit for commit in candidates if commit in stored), None)
-        if found is None:
-            raise _RunAll(
-                f"no {request.variant} map in {request.store.location} for {start[:12]} or its "
-                f"{len(candidates) - 1} nearest first-parent ancestors: record one on the base "
-                "branch (pytest --selector-record; selector upload-map)"
-            )
-        try:
-            path = request.store.fetch(found, request.variant)
-        except StoreError as error:
+            return _checked(repo, MapIndex(request.map_file), request.variant)
+        except MapError as error:
             raise _RunAll(f"unusable map: {error}") from None
+    start = gitdiff.merge_base(repo, base_commit, head) or base_commit
+    skipped: list[str] = []
     try:
-        index = MapIndex(path, verified=request.map_file is None)
-    except MapError as error:
-        raise _RunAll(f"unusable map: {error}") from None
-    problem = _map_problem(repo, index, request.variant)
+        for commit, path in nearest_stored_maps(
+            repo, request.store, request.variant, start, skipped
+        ):
+            try:
+                index = MapIndex(path, verified=True)
+            except MapError as error:
+                skipped.append(f"skipped the stored map of {commit[:12]}: {error}")
+                continue
+            notes.extend(skipped)
+            return _checked(repo, index, request.variant)
+    except StoreError as error:
+        raise _RunAll(f"no usable map: {error}") from None
+    if skipped:
+        raise _RunAll(f"unusable map: {'; '.join(skipped)}")
+    raise _RunAll(
+        f"no {request.variant} map in {request.store.location} for {start[:12]} or its "
+        f"first-parent ancestors (up to {ANCESTORS_SEARCHED}): record one on the base branch "
+        "(pytest --selector-record; selector upload-map)"
+    )
+
+
+def _checked(repo: git.Repo, index: MapIndex, variant: str) -> MapIndex:
+    """The map, if a plan can diff from it; else everything runs, and why."""
+    problem = _map_problem(repo, index, variant)
     if problem:
         index.close()
         raise _RunAll(problem)
@@ -230,17 +275,18 @@ def write_plan(plan: dict[str, Any], destination: Path) -> None:
 def summary(plan: dict[str, Any]) -> list[str]:
     """What a person wants to know about a plan, in a few lines."""
     total = plan["total_count"]
+    lines = list(plan["notes"])
     if plan["run_all"]:
-        lines = [f"running all tests ({total} recorded), because:"]
+        lines.append(f"running all tests ({total} recorded), because:")
         lines += [f"  - {reason}" for reason in plan["reasons"]]
         return lines
     selected = plan["selected_count"]
     share = f" ({selected / total:.0%})" if total else ""
     saved = plan.get("estimated_saved", 0.0)
-    lines = [
+    lines.append(
         f"{selected} of {total} recorded tests selected{share}, in {len(plan['selected'])} "
         f"items; about {_duration(saved)} of recorded test time saved"
-    ]
+    )
     reasons: dict[str, int] = {}
     for entry in plan["tests"].values():
         for reason in entry["reasons"]:

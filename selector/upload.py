@@ -23,8 +23,8 @@ from selector import __version__, gitdiff
 from selector.carry import CarryError, CarryReport, carry_forward
 from selector.config import Config
 from selector.mapdb import MapData, MapError, MapMeta, merge, read_map
-from selector.plan import ANCESTORS_SEARCHED
-from selector.store import MapStore, StoredMap, StoreError
+from selector.plan import nearest_stored_maps
+from selector.store import MapStore, StoredMap
 
 
 class UploadError(Exception):
@@ -74,7 +74,7 @@ def upload(repo: git.Repo, request: UploadRequest, config: Config) -> UploadResu
         )
     built = []
     for variant, fragments in sorted(by_variant.items()):
-        fresh = merge(fragments, _merged_meta(commit, variant, fragments))
+        fresh = merge(fragments, merged_meta(commit, variant, fragments))
         built.append(_complete(repo, request, config, fresh, result))
     for data, carry in built:
         result.stored.append(Stored(data, request.store.put(data), carry))
@@ -170,19 +170,16 @@ def _base_map(
         return request.base_map, read_map(request.base_map)
     commit, variant = fresh.meta.commit, fresh.meta.variant
     assert commit is not None
-    stored = request.store.commits(variant)
-    for candidate in gitdiff.first_parent_ancestors(repo, commit, ANCESTORS_SEARCHED):
-        if candidate not in stored:
-            continue
+    for candidate, path in nearest_stored_maps(repo, request.store, variant, commit, warnings):
         try:
-            path = request.store.fetch(candidate, variant)
             return path, read_map(path)
-        except (StoreError, MapError) as error:
+        except MapError as error:
             warnings.append(f"skipped the stored map of {candidate[:12]}: {error}")
     return None
 
 
-def _merged_meta(commit: str, variant: str, fragments: list[MapData]) -> MapMeta:
+def merged_meta(commit: str, variant: str, fragments: list[MapData]) -> MapMeta:
+    """The meta of the map merged from fragments of one commit and variant."""
     return MapMeta(
         commit=commit,
         dirty=any(fragment.meta.dirty for fragment in fragments),

@@ -354,6 +354,21 @@ def test_corrupt_map_runs_everything(shop: Shop) -> None:
     assert document["reasons"][0].startswith("unusable map:")
 
 
+def test_a_corrupt_newest_map_is_skipped_for_an_older_one(shop: Shop) -> None:
+    older = git(shop.path, "rev-parse", "HEAD")
+    shop.replace("src/shop/pricing.py", "    return price\n", "    return price + 0\n")
+    shop.commit()
+    shop.rerecord()
+    newest = git(shop.path, "rev-parse", "HEAD")
+    (stored,) = (shop.path / ".selector" / "maps").glob(f"{newest}.*.sqlite.gz")
+    stored.write_bytes(stored.read_bytes()[:2000])
+    document = shop.plan()
+    assert document["map_commit"] == older
+    assert PRICING_TESTS - {"tests/test_pricing.py::test_discount"} <= selected(document)
+    assert document["notes"][0].startswith(f"skipped the stored map of {newest[:12]}")
+    assert "skipped the stored map" in document["stderr"]
+
+
 def test_map_of_another_schema_version_runs_everything(shop: Shop) -> None:
     rewrite_only_map(
         shop.path / ".selector" / "maps",
