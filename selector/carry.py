@@ -80,7 +80,7 @@ def carry_forward(
     """
     base_commit, head = _commits(repo, base, fresh)
     changes = [] if base_commit == head else gitdiff.diff(repo, base_commit, head)
-    affected, reason = _affected(repo, base_path, base_commit, changes, config)
+    affected, reason = _affected(repo, base_path, (base_commit, head), changes, config)
     candidates = {nodeid for nodeid in base.tests if nodeid in fresh.collected}
     candidates.difference_update(fresh.tests)
     not_carried = candidates if affected is None else candidates & affected
@@ -120,20 +120,25 @@ def _commits(repo: git.Repo, base: MapData, fresh: MapData) -> tuple[str, str]:
 
 
 def _affected(
-    repo: git.Repo, base_path: Path, base_commit: str, changes: list[FileChange], config: Config
+    repo: git.Repo,
+    base_path: Path,
+    commits: tuple[str, str],
+    changes: list[FileChange],
+    config: Config,
 ) -> tuple[set[str] | None, str | None]:
     """Tests of the base map that the change can affect, as a plan would select them.
 
     None (with the reason) when the change affects every test. The selected share of the
     suite does not matter here, so `max_fraction` is lifted.
     """
+    base_commit, head = commits
     root = gitdiff.repo_root(repo)
     index = MapIndex(base_path)
     try:
         selector = Selector(
             index,
             replace(config, max_fraction=1.0),
-            GitSources(repo, root, base_commit, working_tree=False),
+            GitSources(repo, root, base_commit, working_tree=False, head=head),
             pytest_files(root),
         )
         selection = selector.select(changes)

@@ -46,6 +46,12 @@ EPILOG_EXPORT = """examples:
 EPILOG_STATS = """example:
   selector stats --top 5
 """
+EPILOG_RUN = """examples:
+  selector run                     # what the uncommitted work can affect, recorded
+  selector run --dry-run           # only say what would run
+  selector run -- -x -n 2 tests/   # pytest options and paths after --
+  ptw . --runner selector --patterns '**/*.py' run   # on every save (pytest-watcher)
+"""
 LAST_PLAN = Path(".selector") / "last-plan.json"
 
 
@@ -236,6 +242,59 @@ def plan(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def run(arguments: argparse.Namespace) -> int:
+    """Plan the working tree against the local map, run the selection, update the map."""
+    from selector import gitdiff
+    from selector.config import load_config, resolve_variant
+    from selector.local import (
+        LocalRequest,
+        local_map_path,
+        plan_working_tree,
+        run_pytest,
+        update_local_map,
+    )
+    from selector.plan import summary, write_plan
+    from selector.store import ignore_workdir, resolve_store
+
+    root, _commit = _repository()
+    repo = gitdiff.open_repo(root)
+    assert repo is not None
+    config = load_config(root)
+    request = LocalRequest(
+        variant=resolve_variant(arguments.variant, config),
+        store=resolve_store(arguments.store, config.store, root),
+        pytest_args=tuple(arguments.pytest_args),
+    )
+    planned = plan_working_tree(repo, request, config, root)
+    document = planned.plan
+    ignore_workdir(root / LAST_PLAN.parent)
+    write_plan(document, root / LAST_PLAN)
+    for line in [*planned.notes, *summary(document)]:
+        print(f"selector: {line}", file=sys.stderr)
+    if arguments.dry_run:
+        items = _all_tests_args(root) if document["run_all"] else document["selected"]
+        sys.stdout.write("".join(f"{item}\n" for item in items))
+        return 0
+    if not document["run_all"] and not document["selected"]:
+        print("selector: nothing to run: no change since the map affects a test", file=sys.stderr)
+        return 0
+    status, fragments = run_pytest(planned, request, root)
+    if not fragments:
+        print(
+            "selector: the run recorded nothing (interrupted, or no test ran): "
+            "the local map is unchanged",
+            file=sys.stderr,
+        )
+        return status
+    destination = local_map_path(root, request.variant)
+    data = update_local_map(repo, planned, fragments, config, destination)
+    print(
+        f"selector: local map updated: {len(data.tests)} tests -> {destination}",
+        file=sys.stderr,
+    )
+    return status
+
+
 def _all_tests_args(root: Path) -> list[str]:
     """What `--format list` prints when everything runs: the project's own test paths."""
     from selector.testfiles import pytest_files
@@ -266,7 +325,7 @@ def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path]:
     """(repository root, map file): `--map`, else the map of HEAD's nearest ancestor."""
     from selector import gitdiff
     from selector.config import load_config, resolve_variant
-    from selector.plan import ANCESTORS_SEARCHED
+    from selector.plan import nearest_stored_maps
 
     root, commit = _repository()
     if arguments.map is not None:
@@ -275,10 +334,12 @@ def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path]:
     assert repo is not None
     variant = resolve_variant(arguments.variant, load_config(root))
     store = _store_of(arguments)
-    stored = store.commits(variant)
-    for candidate in gitdiff.first_parent_ancestors(repo, commit, ANCESTORS_SEARCHED):
-        if candidate in stored:
-            return root, store.fetch(candidate, variant)
+    skipped: list[str] = []
+    found = next(nearest_stored_maps(repo, store, variant, commit, skipped), None)
+    if found is not None:
+        return root, found[1]
+    for message in skipped:
+        print(f"selector: {message}", file=sys.stderr)
     raise UserError(
         f"no {variant} map for HEAD or its ancestors in {store.location}: "
         "record one (pytest --selector-record; selector upload-map) or pass --map"
@@ -520,6 +581,24 @@ def build_parser() -> argparse.ArgumentParser:
     statistician.add_argument("--top", type=_positive, default=10, help="rows per list")
     _map_options(statistician)
     statistician.set_defaults(handler=stats)
+
+    runner = commands.add_parser(
+        "run",
+        usage="selector run [-h] [--dry-run] [--store STORE] [--variant VARIANT] [PYTEST ARGS]",
+        help="run what the uncommitted work can affect, and update the local map",
+        description="Plan the working tree (uncommitted changes included) against the "
+        "local map, run the selected tests with pytest while recording them, and update "
+        "the local map from that run, so the next run selects only what changed since. "
+        "The first run starts from the store's map of HEAD's nearest ancestor, or runs "
+        "everything. Anything after selector's own options goes to pytest (a -- before "
+        "it is optional). The exit status is pytest's.",
+        epilog=EPILOG_RUN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    runner.add_argument("--dry-run", action="store_true", help="only print what would run")
+    runner.add_argument("--store", help=STORE_HELP)
+    runner.add_argument("--variant", help="map variant (default: config, $SELECTOR_VARIANT, pyX.Y)")
+    runner.set_defaults(handler=run, pytest_args=[])
     _add_maps_parser(commands)
     return parser
 
@@ -564,16 +643,50 @@ def _age(text: str) -> timedelta:
     return timedelta(**{unit: int(match[1])})
 
 
+# `selector run`'s own options, and whether each takes a value; what follows them is pytest's.
+_RUN_OPTIONS = {
+    "-h": False,
+    "--help": False,
+    "--dry-run": False,
+    "--store": True,
+    "--variant": True,
+}
+
+
+def _split_run_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`run` and its own leading options, and the rest for pytest (after an optional --).
+
+    argparse cannot hand unknown options through in order (`-k expr` would lose `-k`), and
+    a watcher such as pytest-watcher passes pytest's options without a `--`.
+    """
+    position = 1
+    while position < len(argv):
+        name = argv[position].partition("=")[0]
+        if name not in _RUN_OPTIONS:
+            break
+        takes_value = _RUN_OPTIONS[name] and "=" not in argv[position]
+        position += 2 if takes_value else 1
+    rest = argv[position:]
+    return argv[:position], rest[1:] if rest[:1] == ["--"] else rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; user errors are one line, never a traceback."""
     from selector.config import ConfigError
     from selector.explore import TargetError
     from selector.gitdiff import GitError
+    from selector.local import LocalRunError
     from selector.mapdb import MapError
     from selector.store import StoreError
     from selector.upload import UploadError
 
-    arguments = build_parser().parse_args(argv)
+    own = list(sys.argv[1:] if argv is None else argv)
+    pytest_args: list[str] = []
+    if own[:1] == ["run"]:
+        own, pytest_args = _split_run_arguments(own)
+    arguments = build_parser().parse_args(own)
+    if pytest_args:
+        arguments.pytest_args = pytest_args
     try:
         status: int = arguments.handler(arguments)
     except (
@@ -584,6 +697,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ConfigError,
         GitError,
         TargetError,
+        LocalRunError,
     ) as error:
         print(f"selector: error: {error}", file=sys.stderr)
         return 1

@@ -65,6 +65,14 @@ _DIFF_ARGS = (
 )
 # GIT_DIFF_OPTS=--unified=N would silently override --unified=0; an empty value is ignored by git.
 _DIFF_ENV = {"GIT_DIFF_OPTS": ""}
+# Snapshot commits are selector's, not the user's: a fixed identity, so that a repository
+# without user.name and user.email configured can have them too.
+_SNAPSHOT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "selector",
+    "GIT_AUTHOR_EMAIL": "selector@localhost",
+    "GIT_COMMITTER_NAME": "selector",
+    "GIT_COMMITTER_EMAIL": "selector@localhost",
+}
 
 
 class GitError(Exception):
@@ -289,6 +297,30 @@ def diff(
         env = {"GIT_INDEX_FILE": str(index)}
         _run(repo, "add", "--intent-to-add", "--all", env=env)
         return _diff(repo, old_commit, env=env)
+
+
+def snapshot(repo: git.Repo) -> str:
+    """A commit of the working tree exactly as ``diff(..., working_tree=True)`` sees it.
+
+    Tracked files as they are on disk and untracked files that are not ignored, on top of HEAD.
+    The commit and its blobs go into the object database and nowhere else: no ref, no index,
+    no working tree change (``git stash create`` does the same but leaves untracked files
+    out). It is unreachable, so ``git gc`` prunes it once it is older than
+    ``gc.pruneExpire`` (two weeks by default); whoever keeps its sha must expect that.
+    """
+    with tempfile.TemporaryDirectory(prefix="selector-") as scratch:
+        index = Path(scratch, "index")
+        live_index = Path(repo.git_dir, "index")
+        if live_index.exists():  # git's stat cache: only changed files are hashed again
+            shutil.copyfile(live_index, index)
+        env = {"GIT_INDEX_FILE": str(index)}
+        _run(repo, "add", "--all", env=env)
+        tree = _run(repo, "write_tree", env=env).decode().strip()
+    head = head_commit(repo)
+    parent = ["-p", head] if head else []
+    message = ["-m", "selector: working tree snapshot"]
+    commit = _run(repo, "commit_tree", *parent, *message, tree, env=_SNAPSHOT_IDENTITY)
+    return commit.decode().strip()
 
 
 def tree_blobs(repo: git.Repo, commit: str) -> dict[str, str]:

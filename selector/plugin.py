@@ -46,6 +46,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="with --selector-plan: run shard K of N (or K, with N from the plan)",
     )
     group.addoption(
+        "--selector-fragments",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the recorded fragment into DIR (default: .selector/fragments)",
+    )
+    group.addoption(
         "--selector-variant",
         default=None,
         help="variant key of the recorded map (default: $SELECTOR_VARIANT, the configuration, "
@@ -53,7 +60,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _run_info(rootpath: Path, variant: str | None) -> tuple[Path, "RunInfo"]:
+def _run_info(
+    rootpath: Path, variant: str | None, fragments: Path | None
+) -> tuple[Path, "RunInfo"]:
     from selector import gitdiff
     from selector.config import ConfigError, load_config, resolve_variant
     from selector.record import RunInfo
@@ -74,7 +83,7 @@ def _run_info(rootpath: Path, variant: str | None) -> tuple[Path, "RunInfo"]:
         commit=commit,
         dirty=dirty,
         variant=variant,
-        fragment_dir=root / FRAGMENT_DIR,
+        fragment_dir=fragments.resolve() if fragments else root / FRAGMENT_DIR,
         worker=worker,
     )
 
@@ -86,7 +95,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         from selector.collectors import CollectorError, TrackedFiles, make_collector
         from selector.record import Recorder
 
-        root, run = _run_info(early_config.rootpath, options.selector_variant)
+        root, run = _run_info(
+            early_config.rootpath, options.selector_variant, options.selector_fragments
+        )
         tracked = TrackedFiles(root)
         try:
             collector = make_collector(options.selector_collector, tracked)

@@ -280,7 +280,9 @@ class Recorder:
             return
         data = self._map_data(by_context, children)
         destination = self._run.fragment_dir / self._fragment_name()
-        ignore_workdir(self._run.fragment_dir.parent)
+        workdir = self._run.fragment_dir.parent  # .selector/, where maps go too
+        if workdir.is_relative_to(self.tracked.root):
+            ignore_workdir(workdir)
         write_map(destination, data)
         commit_note = "" if self._run.commit else " (not in a git repository: commit null)"
         self.message = f"recorded {len(data.tests)} tests into {destination}{commit_note}"
