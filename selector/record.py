@@ -383,6 +383,7 @@ class _Sources:
         self._root = Path(root)
         self._content: dict[str, bytes | None] = {}
         self._trees: dict[str, Any] = {}
+        self._starts: dict[str, list[int]] = {}
 
     def content(self, path: str) -> bytes | None:
         if path not in self._content:
@@ -403,8 +404,10 @@ class _Sources:
         return self._trees[path]
 
     def starts(self, path: str) -> list[int]:
-        tree = self.tree(path)
-        return [] if tree is None else scopes.statement_starts(tree)
+        if path not in self._starts:
+            tree = self.tree(path)
+            self._starts[path] = [] if tree is None else scopes.statement_starts(tree)
+        return self._starts[path]
 
     @staticmethod
     def paths_of(data: MapData) -> set[str]:
