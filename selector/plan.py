@@ -76,6 +76,9 @@ class GitSources:
         where = None if self._working_tree else self._head
         return bool(gitdiff.files_mentioning(self._repo, word, where) - {path})
 
+    def old_mentioning(self, word: str) -> set[str]:
+        return gitdiff.files_mentioning(self._repo, word, self._map_commit)
+
     def old_blobs(self) -> dict[str, str]:
         return gitdiff.tree_blobs(self._repo, self._map_commit)
 

@@ -323,6 +323,34 @@ def _identifiers(tree: ast.AST) -> set[str]:
     return found
 
 
+def function_references(tree: ast.Module) -> dict[str, set[str]]:
+    """Every function by qualname, with every name and string its definition mentions.
+
+    Names are not resolved: `f`, `module.f`, `self.f` and `getattr(obj, "f")` all mention
+    `f`. Nested definitions count for their parent too (a superset is what callers want).
+    A qualname defined twice gets the mentions of both definitions. The function's own
+    name is not a mention: `A.get` does not mention `B.get` by being named `get`.
+    """
+    mentions: dict[str, set[str]] = {}
+    for qualname, node in _definitions(tree):
+        found = mentions.setdefault(qualname, set())
+        for part in [*node.decorator_list, node.args, *node.body, node.returns]:
+            if part is not None:
+                found.update(_identifiers(part))
+    return mentions
+
+
+def class_bases(tree: ast.Module) -> dict[str, set[str]]:
+    """Every class by its own name, with the names its bases and keywords mention."""
+    bases: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            found = bases.setdefault(node.name, set())
+            for part in [*node.bases, *node.keywords]:
+                found.update(_identifiers(part))
+    return bases
+
+
 def _own_bodies(tree: ast.Module) -> dict[str, list[_Outline]]:
     """The own body of every definition of every qualname, in source order.
 

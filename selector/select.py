@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Protocol
 
 from selector import scopes
+from selector.cached import CachedCallers
 from selector.config import Config
 from selector.gitdiff import FileChange, Hunk
 from selector.mapdb import INCOMPLETE, MapIndex
@@ -35,6 +36,9 @@ class ChangeSources(Protocol):
 
     def mentioned_elsewhere(self, word: str, path: str) -> bool:
         """Whether `word` occurs in any file but `path` on the planned side."""
+
+    def old_mentioning(self, word: str) -> set[str]:
+        """Files of the map's commit in which `word` occurs as a whole word."""
 
     def old_blobs(self) -> dict[str, str]:
         """Blob id of every file at the map's commit."""
@@ -80,6 +84,7 @@ class Selector:
                 self._tests_by_file.setdefault(test.path, []).append(nodeid)
         self._changed_test_files: dict[str, ast.Module | None] = {}
         self._gone_files: set[str] = set()
+        self._callers = CachedCallers(index, sources)
 
     def select(self, changes: Iterable[FileChange]) -> Selection:
         """Every rule, in order; the result lists items, reasons and uncovered changes."""
@@ -191,10 +196,22 @@ class Selector:
             tests = self._index.tests_running(path, range(first, last + 1))
             if tests:
                 self._select(tests, reason)
+                self._cached_for_callers(path, qualname, tests, reason)
             else:
                 self._selection.uncovered.append(f"{reason} (no recorded test runs it)")
         for added in change.added:
             self._added_definition(path, added)
+
+    def _cached_for_callers(self, path: str, qualname: str, ran: set[str], reason: str) -> None:
+        """Tests that may use a cached result of the function without running it (cached.py)."""
+        for caller in self._callers.of(path, qualname):
+            more = caller.tests - ran
+            ran = ran | more
+            self._select(
+                more,
+                f"{reason}; its result may be cached for {caller.qualname} ({caller.path}), "
+                f"which mentions {caller.mentions}",
+            )
 
     def _added_definition(self, path: str, added: scopes.NewDefinition) -> None:
         """A new inert top-level def/class: affects no existing test if its name is fresh."""

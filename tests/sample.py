@@ -216,3 +216,24 @@ def plan(root: Path, *args: str) -> dict[str, Any]:
     document: dict[str, Any] = json.loads(completed.stdout)
     document["stderr"] = completed.stderr
     return document
+
+
+def plan_after_change(root: Path, path: str, old: str, new: str) -> set[str]:
+    """Store the map recorded in `root`, change `path` on a branch, and return what is selected."""
+    upload = subprocess.run(
+        [sys.executable, "-m", "selector.cli", "upload-map"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert upload.returncode == 0, upload.stderr
+    git(root, "checkout", "-q", "-b", "feature")
+    target = root / path
+    text = target.read_text()
+    assert old in text, (path, old)
+    target.write_text(text.replace(old, new, 1))
+    git(root, "commit", "-q", "-a", "-m", "change")
+    document = plan(root, "--base", "main", "--no-working-tree")
+    assert not document["run_all"], document["reasons"]
+    return set(document["selected"])

@@ -1,10 +1,10 @@
 """Property: on generated packages and random edits, every test the edit breaks is selected.
 
 Each example generates a small package (modules with constants and functions that call
-each other, default arguments, import-time uses) and tests that assert the values the
-functions return at the base. The base is recorded once; each edit is then applied on its
-own branch, the suite runs for real at that head, and every test whose outcome changed
-must be in the plan.
+each other, default arguments, import-time uses, results cached across tests) and tests
+that assert the values the functions return at the base. The base is recorded once; each
+edit is then applied on its own branch, the suite runs for real at that head, and every
+test whose outcome changed must be in the plan.
 """
 
 import json
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from selector.nodeids import covered
@@ -33,6 +33,7 @@ class Function:
     offset: int
     calls: tuple[int, int] | None  # (module, index) of an earlier function, or None
     uses_constant: bool
+    cached: bool  # @functools.cache: later calls, from other tests too, do not run it
 
     @property
     def name(self) -> str:
@@ -58,7 +59,7 @@ class Package:
         return next(f for f in self.functions if (f.module, f.index) == (module, index))
 
     def source(self, module: int, extra: str = "") -> str:
-        lines = [f"from pkg import m{m}" for m in range(module)]
+        lines = ["import functools", *(f"from pkg import m{m}" for m in range(module))]
         lines += ["", f"C = {self.constants[module]}", ""]
         for function in self.functions:
             if function.module != module:
@@ -70,6 +71,7 @@ class Package:
                 term += " + C"
             lines += [
                 "",
+                *(["@functools.cache"] if function.cached else []),
                 f"def {function.name}(x={function.default}):",
                 f"    return {term} + {function.offset}",
                 "",
@@ -92,6 +94,7 @@ def packages(draw: st.DrawFn) -> Package:
                     draw(st.integers(0, 9)),
                     draw(st.integers(0, 9)),
                     calls,
+                    draw(st.booleans()),
                     draw(st.booleans()),
                 )
             )
@@ -179,6 +182,16 @@ def failing(root: Path) -> set[str]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(package=packages(), changes=st.lists(edits, min_size=3, max_size=3))
+@example(  # a cached function whose later caller, in another test, gets the kept result
+    package=Package(
+        constants=(1, 2),
+        functions=(
+            Function(0, 0, default=1, offset=0, calls=None, uses_constant=False, cached=True),
+            Function(1, 0, default=2, offset=3, calls=(0, 0), uses_constant=True, cached=False),
+        ),
+    ),
+    changes=[Edit("offset", 0), Edit("constant", 0), Edit("default", 0)],
+)
 def test_every_test_the_edit_breaks_is_selected(
     tmp_path_factory: pytest.TempPathFactory, package: Package, changes: list[Edit]
 ) -> None:

@@ -8,18 +8,17 @@ or leaving through os._exit. The default collector of the running Python records
 (a child killed before coverage wrote its lines) both are run where both exist.
 """
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from sample import plan
+from sample import plan_after_change
 
 from selector.journal import JournalWriter, read_journal
 from selector.mapdb import INCOMPLETE, MapData
 
-from projects import Project, git
+from projects import Project
 
 COLLECTORS = ["coverage", "monitoring"] if sys.version_info >= (3, 12) else ["coverage"]
 
@@ -32,27 +31,6 @@ def depends(project: Project, data: MapData, nodeid: str, path: str, text: str) 
 def incomplete(data: MapData, nodeid: str) -> bool:
     """Whether the map says the test's child process data may lack lines."""
     return INCOMPLETE in data.closure(("test", nodeid))
-
-
-def plan_after_change(project: Project, path: str, old: str, new: str) -> set[str]:
-    """Store the recorded map, change `path` on a branch, and return what the plan selects."""
-    upload = subprocess.run(
-        [sys.executable, "-m", "selector.cli", "upload-map"],
-        cwd=project.path,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert upload.returncode == 0, upload.stderr
-    git(project.path, "checkout", "-q", "-b", "feature")
-    target = project.path / path
-    text = target.read_text()
-    assert old in text, (path, old)
-    target.write_text(text.replace(old, new, 1))
-    project.commit()
-    document = plan(project.path, "--base", "main", "--no-working-tree")
-    assert not document["run_all"], document["reasons"]
-    return set(document["selected"])
 
 
 CLI = {
@@ -122,7 +100,7 @@ def test_a_cli_run_through_subprocess_is_the_tests(project: Project) -> None:
     assert not depends(project, data, "tests/test_cli.py::test_plain", "mytool/text.py", "upper")
     assert not any(kind == "child" for kind, _name in data.contexts)  # folded into the test
     assert not incomplete(data, cli)
-    selected = plan_after_change(project, "mytool/text.py", '+ "!"', '+ "!!"')
+    selected = plan_after_change(project.path, "mytool/text.py", '+ "!"', '+ "!!"')
     assert selected == {cli}
 
 
@@ -386,7 +364,7 @@ def test_a_server_of_a_session_fixture_serves_every_test_using_it(project: Proje
         assert not incomplete(data, nodeid)
     offline = "tests/test_server.py::test_offline"
     assert not depends(project, data, offline, "app/handlers.py", 'return "noon"')
-    assert plan_after_change(project, "app/handlers.py", '"noon"', '"midday"') == users
+    assert plan_after_change(project.path, "app/handlers.py", '"noon"', '"midday"') == users
 
 
 def test_grandchildren_started_by_a_shell_script_record_for_the_test(project: Project) -> None:
@@ -520,7 +498,7 @@ def test_a_test_with_incomplete_child_data_is_selected_by_every_change(project: 
     project.commit()
     result = project.record("--selector-collector=coverage")
     result.stdout.fnmatch_lines(["selector: 1 child processes did not record all they ran*"])
-    selected = plan_after_change(project, "docs/notes.md", "notes", "more notes")
+    selected = plan_after_change(project.path, "docs/notes.md", "notes", "more notes")
     assert selected == {"tests/test_endings.py::test_sigkill"}
 
 

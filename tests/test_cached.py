@@ -1,0 +1,250 @@
+"""Cached results: a test that uses a kept result of a changed function is selected.
+
+Each project records for real (the later tests get the cached value and never run the
+function), changes the function on a branch, and checks the plan. Without the rule of
+selector/cached.py only the first test would be selected, and the others would break
+unseen: every scenario here asserts that the later test really fails at the change.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sample import plan_after_change
+
+from projects import Project, git
+
+FIRST, LATER = "tests/test_uses.py::test_first", "tests/test_uses.py::test_later"
+TESTS = """
+    from work import api
+
+
+    def test_first():
+        assert api.{call} == {first}
+
+
+    def test_later():
+        assert api.{call} == {later}
+
+
+    def test_unrelated():
+        assert api.unrelated() == 1
+"""
+
+
+def record(project: Project, module: str, call: str, first: object, later: object) -> None:
+    project.write(
+        {
+            "work/__init__.py": "",
+            "work/api.py": module,
+            "tests/test_uses.py": TESTS.format(call=call, first=first, later=later),
+        }
+    )
+    project.commit("base")
+    project.record().assert_outcomes(passed=3)
+
+
+def failing_after(project: Project) -> set[str]:
+    """The tests that fail at HEAD, run for real."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider"],
+        cwd=project.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return {line.split()[1] for line in completed.stdout.splitlines() if line.startswith("FAILED")}
+
+
+def test_a_functools_cache_hit(project: Project) -> None:
+    record(
+        project,
+        """
+        import functools
+
+
+        @functools.cache
+        def rate():
+            return 2
+
+
+        def price(amount):
+            return amount * rate()
+
+
+        def unrelated():
+            return 1
+        """,
+        "price(10)",
+        20,
+        20,
+    )
+    assert (
+        project.fragment()
+        .test_lines(LATER)
+        .get("work/api.py", set())
+        .isdisjoint({project.line_of("work/api.py", "return 2")})
+    )
+    selected = plan_after_change(project.path, "work/api.py", "return 2", "return 3")
+    assert selected == {FIRST, LATER}
+    assert failing_after(project) == {FIRST, LATER}
+
+
+def test_a_memoised_module_global_built_by_a_helper_of_a_helper(project: Project) -> None:
+    record(
+        project,
+        """
+        _TABLE = None
+
+
+        def _parse():
+            return {"a": 1}
+
+
+        def _build():
+            return dict(_parse())
+
+
+        def table():
+            global _TABLE
+            if _TABLE is None:
+                _TABLE = _build()
+            return _TABLE
+
+
+        def unrelated():
+            return 1
+        """,
+        'table()["a"]',
+        1,
+        1,
+    )
+    selected = plan_after_change(project.path, "work/api.py", '{"a": 1}', '{"a": 2}')
+    assert selected == {FIRST, LATER}
+    assert failing_after(project) == {FIRST, LATER}
+
+
+def test_a_lazily_built_singleton_whose_constructor_changes(project: Project) -> None:
+    record(
+        project,
+        """
+        class Client:
+            def __init__(self):
+                self.base = "http://old"
+
+            def url(self, path):
+                return self.base + path
+
+
+        class RetryingClient(Client):
+            pass
+
+
+        _CLIENT = None
+
+
+        def client():
+            global _CLIENT
+            if _CLIENT is None:
+                _CLIENT = RetryingClient()
+            return _CLIENT
+
+
+        def unrelated():
+            return 1
+        """,
+        'client().url("/a")',
+        '"http://old/a"',
+        '"http://old/a"',
+    )
+    selected = plan_after_change(project.path, "work/api.py", "http://old", "http://new")
+    assert selected == {FIRST, LATER}
+    assert failing_after(project) == {FIRST, LATER}
+
+
+def test_a_function_that_never_ran_hands_on_nothing(project: Project) -> None:
+    record(
+        project,
+        """
+        def fallback():
+            return 0
+
+
+        def value(flag=False):
+            if flag:
+                return fallback()
+            return 5
+
+
+        def unrelated():
+            return 1
+        """,
+        "value()",
+        5,
+        5,
+    )
+    # No test ran `fallback`: no result of it can be kept, so nothing is selected.
+    assert plan_after_change(project.path, "work/api.py", "return 0", "return -1") == set()
+
+
+def test_a_method_is_no_mention_of_its_namesakes(project: Project) -> None:
+    record(
+        project,
+        """
+        class Store:
+            def get(self):
+                return 1
+
+
+        class Cache:
+            def get(self):
+                return 2
+
+            fetch = get
+
+
+        def unrelated():
+            return Cache().fetch() - 1
+        """,
+        "Store().get()",
+        1,
+        1,
+    )
+    # Cache.get ran in the unrelated test and is named like Store.get, but names nothing.
+    selected = plan_after_change(project.path, "work/api.py", "return 1", "return 3")
+    assert selected == {FIRST, LATER}
+
+
+def test_the_reason_names_the_caller(project: Project, tmp_path: Path) -> None:
+    record(
+        project,
+        """
+        import functools
+
+
+        @functools.cache
+        def rate():
+            return 2
+
+
+        def price(amount):
+            return amount * rate()
+
+
+        def unrelated():
+            return 1
+        """,
+        "price(10)",
+        20,
+        20,
+    )
+    plan_after_change(project.path, "work/api.py", "return 2", "return 3")
+    why = subprocess.run(
+        [sys.executable, "-m", "selector.cli", "why", LATER],
+        cwd=project.path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "its result may be cached for price (work/api.py), which mentions rate" in why.stdout
+    assert git(project.path, "branch", "--show-current") == "feature"
