@@ -44,3 +44,11 @@ echo
 echo "== 5. why is a test (not) selected?"
 selector why tests/test_pricing.py::test_discount
 selector why tests/test_catalog.py::test_label
+
+echo
+echo "== 6. locally: edit without committing, and let selector run what it affects"
+sed -i 's|return \[item for item in items if item.name == name\]|return [item for item in items if item.name.lower() == name.lower()]|' \
+    src/shop/catalog.py
+selector run -q -p no:cacheprovider
+echo "-- again, with nothing changed since:"
+selector run -q -p no:cacheprovider
