@@ -186,15 +186,20 @@ def build(root: Path) -> str:
         check=False,
     )
     assert run.returncode == 1, run.stdout + run.stderr  # test_known_bug fails
-    upload = subprocess.run(
+    upload(root)
+    return git(root, "rev-parse", "HEAD")
+
+
+def upload(root: Path) -> None:
+    """Run `selector upload-map` in `root`; it must succeed."""
+    completed = subprocess.run(
         [sys.executable, "-m", "selector.cli", "upload-map"],
         cwd=root,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert upload.returncode == 0, upload.stderr
-    return git(root, "rev-parse", "HEAD")
+    assert completed.returncode == 0, completed.stderr
 
 
 def copy(source: Path, destination: Path) -> Path:
@@ -220,14 +225,7 @@ def plan(root: Path, *args: str) -> dict[str, Any]:
 
 def plan_after_change(root: Path, path: str, old: str, new: str) -> set[str]:
     """Store the map recorded in `root`, change `path` on a branch, and return what is selected."""
-    upload = subprocess.run(
-        [sys.executable, "-m", "selector.cli", "upload-map"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert upload.returncode == 0, upload.stderr
+    upload(root)
     git(root, "checkout", "-q", "-b", "feature")
     target = root / path
     text = target.read_text()

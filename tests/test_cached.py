@@ -32,6 +32,24 @@ TESTS = """
 """
 
 
+CACHED_RATE = """
+    import functools
+
+
+    @functools.cache
+    def rate():
+        return 2
+
+
+    def price(amount):
+        return amount * rate()
+
+
+    def unrelated():
+        return 1
+"""
+
+
 def record(project: Project, module: str, call: str, first: object, later: object) -> None:
     project.write(
         {
@@ -59,22 +77,7 @@ def failing_after(project: Project) -> set[str]:
 def test_a_functools_cache_hit(project: Project) -> None:
     record(
         project,
-        """
-        import functools
-
-
-        @functools.cache
-        def rate():
-            return 2
-
-
-        def price(amount):
-            return amount * rate()
-
-
-        def unrelated():
-            return 1
-        """,
+        CACHED_RATE,
         "price(10)",
         20,
         20,
@@ -218,22 +221,7 @@ def test_a_method_is_no_mention_of_its_namesakes(project: Project) -> None:
 def test_the_reason_names_the_caller(project: Project, tmp_path: Path) -> None:
     record(
         project,
-        """
-        import functools
-
-
-        @functools.cache
-        def rate():
-            return 2
-
-
-        def price(amount):
-            return amount * rate()
-
-
-        def unrelated():
-            return 1
-        """,
+        CACHED_RATE,
         "price(10)",
         20,
         20,

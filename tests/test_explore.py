@@ -132,6 +132,8 @@ def test_stats(recorded: Path) -> None:
     assert coupled.splitlines()[0].split()[0] == "14"  # the conftest's imports reach everything
 
 
-@pytest.mark.parametrize("command", ["upload-map", "plan", "why", "lookup", "export", "stats"])
+@pytest.mark.parametrize(
+    "command", ["upload-map", "plan", "why", "lookup", "export", "stats", "maps", "run"]
+)
 def test_every_command_has_help_with_an_example(recorded: Path, command: str) -> None:
     assert "example" in selector(recorded, command, "--help").stdout

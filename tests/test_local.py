@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sample import upload
 
 from selector.cli import _split_run_arguments
 
@@ -131,10 +132,7 @@ def test_a_failing_test_runs_until_it_passes(calc: Project) -> None:
 
 def test_the_first_run_starts_from_the_stored_map(calc: Project) -> None:
     calc.record()
-    upload = subprocess.run(
-        [*SELECTOR, "upload-map"], cwd=calc.path, capture_output=True, text=True, check=False
-    )
-    assert upload.returncode == 0, upload.stderr
+    upload(calc.path)
     edit(calc, "return a * b", "return b * a")
     first = run(calc)
     assert ran(first) == MUL_TESTS, first.stderr
