@@ -61,6 +61,8 @@ SUITE_ARGS = (
     "--deselect=tests/test_converters.py::TestPipe::test_wrapped_annotation",
 )  # fmt: skip
 SOURCES, TESTS = ("src",), ("tests",)
+# How a plan words a selection made only by the cached-results rule (selector/select.py).
+CACHED_REASON = "its result may be cached for"
 # Each run loads only the tool it measures. Plain runs go on past a module that no longer imports,
 # so that one broken test module does not hide the outcomes of all the others.
 PLAIN_ARGS = ("-p", "no:selector", "-p", "no:testmon", "-p", "no:cacheprovider",
@@ -127,6 +129,7 @@ class Verdict:
     selector: frozenset[str]
     testmon: frozenset[str]
     collateral: frozenset[str]  # missed, but unchanged when run alone: not judged
+    cached_only: frozenset[str]  # selected by selector only for the cached-results rule
     plan_notes: tuple[str, ...]
 
     def missed(self, tool: str) -> frozenset[str]:
@@ -323,9 +326,22 @@ def expand(items: Iterable[str], tests: Iterable[str]) -> frozenset[str]:
     )
 
 
-def selector_selection(ws: Workspace, tests: set[str]) -> tuple[frozenset[str], tuple[str, ...]]:
-    """What selector's plan from the base commit runs, and its notes (run-all reasons, changed
-    code that no recorded test runs) for diagnosing a miss."""
+@dataclass(frozen=True)
+class SelectorPlan:
+    """What selector's plan runs, what of it only the cached-results rule asked for, and its
+    notes (run-all reasons, changed code no recorded test runs) for diagnosing a miss."""
+
+    selected: frozenset[str]
+    cached_only: frozenset[str]
+    notes: tuple[str, ...]
+
+
+def selector_selection(ws: Workspace, tests: set[str]) -> SelectorPlan:
+    """selector's plan from the base commit.
+
+    The cached-results rule (selector/cached.py) is safety bought with precision; the tests
+    that no other rule selected are counted apart (by their reasons), to show what it costs.
+    """
     command: list[str | Path] = [
         ws.selector,
         "plan",
@@ -338,8 +354,14 @@ def selector_selection(ws: Workspace, tests: set[str]) -> tuple[frozenset[str], 
     plan = json.loads(run(command, cwd=ws.repo, env=pytest_env()))
     notes = (*plan["reasons"], *(f"uncovered: {note}" for note in plan["uncovered_changes"]))
     if plan["run_all"]:
-        return frozenset(tests), notes
-    return expand(plan["selected"], tests), notes
+        return SelectorPlan(frozenset(tests), frozenset(), notes)
+    cached = {
+        item
+        for item, entry in plan["tests"].items()
+        if all(CACHED_REASON in reason for reason in entry["reasons"])
+    }
+    selected = expand(plan["selected"], tests)
+    return SelectorPlan(selected, selected - expand(set(plan["selected"]) - cached, tests), notes)
 
 
 def testmon_selection(ws: Workspace, tests: set[str]) -> frozenset[str]:
@@ -375,7 +397,8 @@ def evaluate(ws: Workspace, baseline: Baseline, mutant: Mutant) -> Verdict:
     after = outcomes(ws, timeout)
     failing = changed(baseline, after)
     tests = {test for test in baseline.outcomes.keys() | after.keys() if "::" in test}
-    by_selector, notes = selector_selection(ws, tests)
+    planned = selector_selection(ws, tests)
+    by_selector = planned.selected
     by_testmon = testmon_selection(ws, tests)
     missed = sorted((failing - (by_selector & by_testmon)) & after.keys())
     collateral: frozenset[str] = frozenset()
@@ -385,7 +408,14 @@ def evaluate(ws: Workspace, baseline: Baseline, mutant: Mutant) -> Verdict:
             test for test in missed if alone.get(test) == baseline.outcomes.get(test)
         )
     return Verdict(
-        mutant, len(tests), failing - collateral, by_selector, by_testmon, collateral, notes
+        mutant,
+        len(tests),
+        failing - collateral,
+        by_selector,
+        by_testmon,
+        collateral,
+        planned.cached_only,
+        planned.notes,
     )
 
 
@@ -404,6 +434,8 @@ def summary_row(label: str, verdicts: Sequence[Verdict]) -> str:
             len(v.selector if tool == "selector" else v.testmon) / v.total for v in verdicts
         ]
         cells.append(f"{100 * statistics.mean(fractions):.1f}%")
+    cached = statistics.mean(len(v.cached_only) / v.total for v in verdicts)
+    cells.insert(-1, f"{100 * cached:.1f}%")
     for tool in ("selector", "testmon"):
         missed = sum(len(v.missed(tool)) for v in verdicts)
         unsafe = sum(1 for v in verdicts if v.missed(tool))
@@ -414,9 +446,10 @@ def summary_row(label: str, verdicts: Sequence[Verdict]) -> str:
 def summary_table(verdicts: Sequence[Verdict]) -> list[str]:
     """Per category and overall: the numbers the issue asks for."""
     lines = [
-        "| category | mutants | breaking | failing tests | selected: selector | selected: testmon "
-        "| safety: selector | safety: testmon |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| category | mutants | breaking | failing tests | selected: selector "
+        "| of it for cached results only | selected: testmon | safety: selector "
+        "| safety: testmon |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for category in CATEGORIES:
         group = [v for v in verdicts if v.mutant.category == category]
@@ -429,15 +462,15 @@ def summary_table(verdicts: Sequence[Verdict]) -> list[str]:
 def mutant_table(verdicts: Sequence[Verdict]) -> list[str]:
     """Every mutant with its failing tests and both tools' selection and misses."""
     lines = [
-        "| # | category | mutation | failing | selector | testmon "
-        "| missed: selector | missed: testmon |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| # | category | mutation | failing | selector | of it for cached results only "
+        "| testmon | missed: selector | missed: testmon |",
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for number, v in enumerate(verdicts, 1):
         mutation = v.mutant.describe().replace("|", "\\|")
         lines.append(
             f"| {number} | {v.mutant.category} | {mutation} "
-            f"| {len(v.failing)} | {len(v.selector)} | {len(v.testmon)} "
+            f"| {len(v.failing)} | {len(v.selector)} | {len(v.cached_only)} | {len(v.testmon)} "
             f"| {len(v.missed('selector'))} | {len(v.missed('testmon'))} |"
         )
     return lines
