@@ -66,6 +66,7 @@ class TrackedFiles:
             if os.path.realpath(prefix).startswith(self.root + os.sep)
         ) + tuple(os.path.join(self.root, name) + os.sep for name in (".git", ".selector"))
         self._decided: dict[str, bool] = {}
+        self._relative: dict[str, str] = {}
 
     def __call__(self, filename: str) -> bool:
         decided = self._decided.get(filename)
@@ -83,8 +84,12 @@ class TrackedFiles:
         return "site-packages" not in parts and "dist-packages" not in parts
 
     def relative(self, filename: str) -> str:
-        """Repository-relative POSIX path of a tracked file."""
-        return Path(os.path.relpath(os.path.realpath(filename), self.root)).as_posix()
+        """Repository-relative POSIX path of a tracked file (asked once per file and context)."""
+        found = self._relative.get(filename)
+        if found is None:
+            real = os.path.realpath(filename)
+            found = self._relative[filename] = Path(os.path.relpath(real, self.root)).as_posix()
+        return found
 
     def repository_path(self, target: object) -> str | None:
         """Repository-relative path of a file name that an audit `open` event names, if any.
