@@ -26,13 +26,16 @@ from _suite import CACHE, progress, run
 from record_overhead import SUITES, Environment, blocking, clean, pytest_command, pytest_env
 
 SUITE = SUITES["attrs"]
-# Reads a map with selector's own reader, in the suite's virtualenv (where selector is installed),
-# and prints {node ID: duration}.
+# Reads the one map of a store (stored packed, so fetched through the store) with selector's own
+# reader, in the suite's virtualenv (where selector is installed), and prints {node ID: duration}.
 READ_MAP = """
 import json, sys
 from pathlib import Path
 from selector.mapdb import read_map
-tests = read_map(Path(sys.argv[1])).tests
+from selector.store import LocalStore
+store = LocalStore(Path(sys.argv[1]))
+(stored,) = store.maps()
+tests = read_map(store.fetch(stored.commit, stored.variant)).tests
 json.dump({nodeid: test.duration for nodeid, test in tests.items()}, sys.stdout)
 """
 
@@ -80,20 +83,20 @@ def recorded(env: Environment) -> DurationSet:
     if not order_file.exists():
         record(env, folder / "maps")
         write_atomically(order_file, "".join(f"{nodeid}\n" for nodeid in collect(env)))
-    (map_file,) = (folder / "maps").glob("*.sqlite")
-    in_map: dict[str, float] = json.loads(run([env.python, "-c", READ_MAP, map_file]))
+    store = folder / "maps"
+    in_map: dict[str, float] = json.loads(run([env.python, "-c", READ_MAP, store]))
     order = order_file.read_text().splitlines()
     if set(order) != set(in_map):
         raise SystemExit(
-            f"{map_file} and {order_file} disagree on the tests: "
+            f"the map in {store} and {order_file} disagree on the tests: "
             f"{len(set(order) - set(in_map))} collected but not recorded, "
             f"{len(set(in_map) - set(order))} recorded but not collected; delete {folder}"
         )
     return DurationSet(
         "real",
         f"{SUITE.sdist.stem} (PyPI sdist), every test, as recorded by `pytest --selector-record` "
-        f"on Python {env.version} and read with `selector.mapdb.read_map` from "
-        f"`{map_file.relative_to(CACHE.parent.parent)}`.",
+        f"on Python {env.version}, stored by `selector upload-map` in "
+        f"`{store.relative_to(CACHE.parent.parent)}` and read with `selector.mapdb.read_map`.",
         {nodeid: in_map[nodeid] for nodeid in order},
     )
 
