@@ -11,8 +11,9 @@ selector map, and a synthetic long tail.
 Both tools run their own code, unmodified: selector from the working tree in the suite's
 virtualenv (where it is installed editable), pytest-split from PyPI in a virtualenv of its own;
 each gets the durations as JSON and says which shard every test lands in. The makespans are then
-computed here, with one ruler, from per-test durations: selector shards *units* (a test function
-with all its parameters), and a test goes where ``shard_of`` sends it, as in CI.
+computed here, with one ruler, from per-test durations: selector shards recorded tests one by one
+(as ``selector plan`` does, so a parametrised test can spread over shards), and a test goes where
+``shard_of`` sends it, as in CI.
 
 Exits 1 if selector's makespan is above ``least_duration``'s anywhere (by more than 1 ms, see
 ``TIE``), or more than 5% above the lower bound for N <= 8 on the real suite (the target of the
@@ -52,21 +53,19 @@ TIE = 0.001
 # Both drivers read {"tests": [[node ID, seconds], ...], "counts": [...]} on stdin, in collection
 # order, and print the shard (0-based) of every test, in the same order.
 #
-# selector: units and their durations as `selector plan` builds them when everything runs, then
-# make_shards, then shard_of for each test, which is how `pytest --selector-shard` decides.
+# selector: units and their durations as `selector plan` builds them when everything runs (one
+# per recorded test, see `_fill` in selector/plan.py), then make_shards, then shard_of for each
+# test, which is how `pytest --selector-shard` decides.
 SELECTOR_DRIVER = """
 import json, sys
-from selector.nodeids import item_of
 from selector.shard import make_shards, shard_of
 job = json.load(sys.stdin)
-units = {}
-for nodeid, duration in job["tests"]:
-    units[item_of(nodeid)] = units.get(item_of(nodeid), 0.0) + duration
+units = dict(job["tests"])
 shards = {}
 for count in job["counts"]:
     assignment = {unit: s.index for s in make_shards(units, count) for unit in s.units}
     shards[count] = [shard_of(nodeid, assignment, count) - 1 for nodeid, _ in job["tests"]]
-json.dump({"shards": shards, "units": [item_of(nodeid) for nodeid, _ in job["tests"]]}, sys.stdout)
+json.dump({"shards": shards, "units": [nodeid for nodeid, _ in job["tests"]]}, sys.stdout)
 """
 # pytest-split: its algorithms read `item.nodeid`, and least_duration breaks ties by `str(item)`,
 # which for a pytest Function is `<Function name[params]>`; the stand-in prints the same.
@@ -99,7 +98,7 @@ json.dump(result, sys.stdout)
 
 @dataclass(frozen=True)
 class Unit:
-    """One of selector's units: a test function with all its parametrised cases."""
+    """One of selector's units (a recorded test) and the durations of the tests it holds."""
 
     name: str
     durations: tuple[float, ...]
@@ -231,9 +230,8 @@ def diagnosis(row: Row, longest: Unit) -> str:
     """Why selector's makespan is what it is: its units, the durations, or its packing."""
     if row.unit_bound > row.bound:
         return (
-            f"Its longest unit, {longest}, is longer than total/N and than any single test: "
-            "selector keeps a test function's parametrised cases on one shard, so no selector "
-            f"shard can be shorter than {row.unit_bound:.3f} s."
+            f"Its longest unit, {longest}, is longer than total/N and than any single test, "
+            f"so no selector shard can be shorter than {row.unit_bound:.3f} s."
         )
     if row.selector <= row.pytest_split["least_duration"] + TIE:
         return (
@@ -243,7 +241,7 @@ def diagnosis(row: Row, longest: Unit) -> str:
         )
     return (
         f"No unit is longer than total/N ({row.unit_bound:.3f} s is reachable with selector's "
-        "units): longest-first packs selector's coarser units worse than single tests."
+        "units): its longest-first packing does worse than least_duration's on the same tests."
     )
 
 
