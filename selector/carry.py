@@ -201,6 +201,7 @@ class Translation:
         moved = Context(
             reads={path for path in map(self.path, context.reads) if path is not None},
             includes={self.key(key) for key in context.includes},
+            early=context.early,
         )
         for path, bits in context.lines.items():
             new_path = self.path(path)
@@ -378,6 +379,7 @@ def _add(data: MapData, key: ContextKey, context: Context) -> None:
 
 
 def _unite(target: Context, source: Context) -> None:
+    target.early = target.early and source.early
     for path, bits in source.lines.items():
         old = target.lines.get(path)
         target.lines[path] = bits if old is None else numbits_union(old, bits)

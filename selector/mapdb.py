@@ -31,7 +31,7 @@ from pathlib import Path
 
 from coverage.numbits import numbits_to_nums, numbits_union, nums_to_numbits
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 ContextKey = tuple[str, str]  # (kind, name)
 SESSION: ContextKey = ("session", "")
@@ -41,7 +41,11 @@ _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE file (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, blob TEXT);
 CREATE TABLE context (
-    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (kind, name)
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    early INTEGER NOT NULL,
+    UNIQUE (kind, name)
 );
 CREATE TABLE test (
     id INTEGER PRIMARY KEY,
@@ -99,6 +103,9 @@ class Context:
     lines: dict[str, bytes] = field(default_factory=dict)
     reads: set[str] = field(default_factory=set)
     includes: set[ContextKey] = field(default_factory=set)
+    # Every line of it ran before the first test of its process started (in every process
+    # that ran it): no test can have left it a cached result (see cached.py).
+    early: bool = False
 
     def add_lines(self, path: str, lines: Iterable[int]) -> None:
         """Add executed line numbers of `path`."""
@@ -218,8 +225,11 @@ def _insert(connection: sqlite3.Connection, data: MapData) -> None:
     )
     context_ids = {key: index for index, key in enumerate(sorted(data.contexts), start=1)}
     connection.executemany(
-        "INSERT INTO context (id, kind, name) VALUES (?, ?, ?)",
-        [(context_id, kind, name) for (kind, name), context_id in context_ids.items()],
+        "INSERT INTO context (id, kind, name, early) VALUES (?, ?, ?, ?)",
+        [
+            (context_id, kind, name, int(data.contexts[kind, name].early))
+            for (kind, name), context_id in context_ids.items()
+        ],
     )
     connection.executemany(
         "INSERT INTO line_bits (context_id, file_id, numbits) VALUES (?, ?, ?)",
@@ -338,11 +348,12 @@ def _load(connection: sqlite3.Connection) -> MapData:
     data = MapData(meta=read_meta(connection))
     paths = dict(connection.execute("SELECT id, path FROM file").fetchall())
     data.files = dict(connection.execute("SELECT path, blob FROM file").fetchall())
-    keys: dict[int, ContextKey] = {
-        context_id: (kind, name)
-        for context_id, kind, name in connection.execute("SELECT id, kind, name FROM context")
-    }
-    data.contexts = {key: Context() for key in keys.values()}
+    keys: dict[int, ContextKey] = {}
+    for context_id, kind, name, early in connection.execute(
+        "SELECT id, kind, name, early FROM context"
+    ):
+        keys[context_id] = (kind, name)
+        data.contexts[kind, name] = Context(early=bool(early))
     for context_id, file_id, bits in connection.execute(
         "SELECT context_id, file_id, numbits FROM line_bits"
     ):
@@ -366,7 +377,8 @@ def merge(maps: list[MapData], meta: MapMeta) -> MapData:
 
     Fragments are applied oldest first. A test recorded in several fragments keeps the
     newest recording (its own context is replaced, not united); shared contexts (imports,
-    fixtures, collection) are united, since every fragment's run really executed them.
+    fixtures, collection) are united, since every fragment's run really executed them. A
+    shared context is early only if it was early in every fragment.
     """
     merged = MapData(meta=meta)
     for fragment in sorted(maps, key=lambda data: data.meta.created):
@@ -379,7 +391,9 @@ def merge(maps: list[MapData], meta: MapMeta) -> MapData:
                     dict(context.lines), set(context.reads), set(context.includes)
                 )
                 continue
+            new = key not in merged.contexts
             target = merged.context(key)
+            target.early = context.early and (new or target.early)
             for path, bits in context.lines.items():
                 old = target.lines.get(path)
                 target.lines[path] = bits if old is None else numbits_union(old, bits)
@@ -460,6 +474,43 @@ class MapIndex:
                 "SELECT context_id FROM line_bits WHERE file_id = ? AND lines_intersect(numbits, ?)"
             )
             parameters.append(nums_to_numbits(lines))
+        return self._tests_above(seed, parameters)
+
+    def lines_run(self, path: str) -> tuple[set[int], set[int]]:
+        """Lines of `path` that ran: in early contexts, and in the others."""
+        file_id = self._file_ids.get(path)
+        early: set[int] = set()
+        late: set[int] = set()
+        if file_id is None:
+            return early, late
+        rows = self._connection.execute(
+            "SELECT line_bits.numbits, context.early FROM line_bits"
+            " JOIN context ON context.id = line_bits.context_id WHERE line_bits.file_id = ?",
+            [file_id],
+        )
+        for bits, is_early in rows:
+            (early if is_early else late).update(numbits_to_nums(bits))
+        return early, late
+
+    def tests_running_any(
+        self, spans: Iterable[tuple[str, range]], *, early_contexts: bool = True
+    ) -> set[str]:
+        """Tests that depend on a line of any (path, lines) span, in one query.
+
+        Without `early_contexts`, what ran in early contexts does not count.
+        """
+        seeds: list[str] = []
+        parameters: list[object] = []
+        for path, lines in spans:
+            file_id = self._file_ids.get(path)
+            if file_id is not None:
+                seeds.append("(file_id = ? AND lines_intersect(numbits, ?))")
+                parameters += [file_id, nums_to_numbits(lines)]
+        if not seeds:
+            return set()
+        seed = f"SELECT context_id FROM line_bits WHERE ({' OR '.join(seeds)})"
+        if not early_contexts:
+            seed += " AND context_id IN (SELECT id FROM context WHERE NOT early)"
         return self._tests_above(seed, parameters)
 
     def tests_reading(self, path: str) -> set[str]:

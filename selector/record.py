@@ -100,6 +100,9 @@ class Recorder:
         self._incomplete: dict[str, str] = {}  # context -> why its child data may lack lines
         self._controller = False
         self._forked = False
+        self._testing = False  # a test has started: contexts active from now on are late
+        self._early: set[str] = set()
+        self._late: set[str] = set()
         self.message = ""
         self.notes: list[str] = []
 
@@ -146,15 +149,19 @@ class Recorder:
         if included:
             self._includes.add((_key(self._stack[-1]), (kind, name)))
         self._stack.append(context)
-        self._collector.switch_context(context)
-        spawn.switch(context)
+        self._active(context)
 
     def _pop(self) -> None:
         if self._forked:
             return
         self._stack.pop()
-        self._collector.switch_context(self._stack[-1])
-        spawn.switch(self._stack[-1])
+        self._active(self._stack[-1])
+
+    def _active(self, context: str) -> None:
+        """From now on, `context` runs: lines, reads and children are its."""
+        self._collector.switch_context(context)
+        spawn.switch(context)
+        (self._late if self._testing else self._early).add(context)
 
     # -- spawn.Owner: what the hooks on child processes ask of the pytest process --------
 
@@ -246,6 +253,7 @@ class Recorder:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> object:
+        self._testing = True
         self._push("test", item.nodeid, included=False)
         try:
             return (yield)
@@ -334,6 +342,11 @@ class Recorder:
             if test is not None and test.path is not None:
                 own.includes.update(self._file_imports(test.path))
         self._add_children(data, children, sources)
+        # The session context runs between tests too, whatever it ran first.
+        for context in self._early - self._late - {_context(*SESSION)}:
+            found = data.contexts.get(_key(context))
+            if found is not None:
+                found.early = True
         data.files = {path: sources.blob(path) for path in sources.paths_of(data)}
         return data
 

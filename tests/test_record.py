@@ -471,3 +471,45 @@ def test_both_collectors_record_the_same_lines(project: Project) -> None:
     assert set(by_coverage.tests) == set(by_monitoring.tests)
     for nodeid in by_coverage.tests:
         assert by_coverage.test_lines(nodeid) == by_monitoring.test_lines(nodeid), nodeid
+
+
+def test_contexts_that_ran_before_the_first_test_are_early(project: Project) -> None:
+    project.write(
+        {
+            "work/__init__.py": "",
+            "work/eager.py": "VALUE = 1\n",
+            "work/lazy.py": "VALUE = 2\n",
+            "tests/conftest.py": """
+                import pytest
+
+
+                @pytest.fixture(scope="session")
+                def shared():
+                    return 3
+            """,
+            "tests/test_order.py": """
+                from work import eager
+
+
+                def test_eager(shared):
+                    assert eager.VALUE + shared == 4
+
+
+                def test_lazy():
+                    from work import lazy
+
+                    assert lazy.VALUE == 2
+            """,
+        }
+    )
+    project.commit()
+    project.record().assert_outcomes(passed=2)
+    early = {key for key, context in project.fragment().contexts.items() if context.early}
+    # Imported while pytest collected, before any test: no test can have cached anything
+    # for them. What runs during or between tests is not early.
+    assert ("import", "work/eager.py") in early
+    assert ("import", "tests/test_order.py") in early
+    assert ("import", "work/lazy.py") not in early
+    assert ("fixture", "tests::shared") not in early
+    assert ("session", "") not in early
+    assert not any(kind == "test" for kind, _name in early)
