@@ -5,32 +5,50 @@ a class-level cache, a lazily built singleton) runs in the first test that needs
 tests get the kept value and record none of the function's lines. Selecting only the tests
 that ran a changed function would miss them.
 
-The rule: a test that ran a function G also depends on every function F that G mentions
-and that did not run in the test (a cache may have skipped it), transitively. Seen from a
-changed F, the tests to add are those that ran any function that mentions F, directly or
-through a chain of functions that mention one another. Every function of such a chain
-must have run in some recorded test, F included: a function that never ran has no kept
-result to hand on, and a test that ran G got its value through G.
+The rule: a test that ran a function G also depends on every function F that G calls (or
+hands to a call: `partial(f)`, `map(f, xs)`, a decorator) and that did not run in the test,
+since a cache may have skipped it; transitively. Seen from a changed F, the tests to add
+are those that ran a function calling F, directly or through a chain of such functions.
+What keeps it from selecting everything:
 
-Mentions are names as the syntax tree has them, unresolved (`scopes.function_references`):
-a name, an attribute or a string equal to F's name anywhere in G's definition. A method
-named like a dunder (`__init__`, `__call__`, `__getitem__`, ...) is called implicitly
-through its class, so mentioning the class, or a class that inherits from it (by base
-name), counts as mentioning the method.
+* every function of a chain, F included, must have run in some recorded test: one that
+  never ran has no kept result to hand on;
+* storing a function is not calling it (`registry[key] = f`): whoever calls it later runs
+  it, and records it then (`scopes.Mentions`);
+* names are resolved as far as imports can say, leaving out only what certainly names
+  something else. A module-level `f` of module M is called as `f` in M; elsewhere through
+  a name imported from M (any alias, re-exports, star imports), as `m.f` where `m` is M
+  imported as a module, and as `x.f` where `x` is anything that is not a module. A name
+  `f` a module defines itself, or imports from a module with its own `f`, and
+  `other_module.f`, are something else. A method `m` is called as `x.m` on anything that
+  is not a module, or merely read if it is decorated (a property). `__init__`, `__new__`
+  and the other methods that run while an object is made are called through their class
+  or a class inheriting from it; other dunders run where the object is used, in the test;
+* a context that ran entirely before its process's first test (`Context.early`: imports
+  during collection) cannot hold a result computed in a test: G's runs there count only
+  if F (or, up a chain, the function G calls) ran that early too.
 
-What it costs: a test that ran G on a branch that does not call F is selected too when F
-changes, as is a test that ran a function mentioning an unrelated F of the same name.
-`bench/selection.py` measures it on a real suite. Residual assumption: code that reaches
-a kept result without naming what computed it (`getattr(obj, "prefix_" + name)`) is not
-seen, as for the other static rules.
+What it costs: a test that ran G on a branch that does not call F is selected too, and
+`x.m()` may be any class's `m`. `bench/selection.py` measures it on a real suite.
+Residual assumptions, as for the other static rules: code that reaches a kept result
+without naming what computed it (`getattr(obj, "prefix_" + name)`, a value another test's
+call left in a global that this test reads directly) is not seen.
 """
 
-from collections import deque
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import Protocol
 
 from selector import scopes
 from selector.mapdb import MapIndex
+
+# Methods that run when an object or class is made: naming the class calls them.
+_CONSTRUCTION = frozenset(
+    {"__init__", "__new__", "__post_init__", "__init_subclass__", "__set_name__"}
+    | {"__class_getitem__", "__attrs_pre_init__", "__attrs_post_init__"}
+)
+_MAX_DEPTH = 8  # re-exports followed before a name counts as possibly anything
 
 
 class OldSources(Protocol):
@@ -39,27 +57,61 @@ class OldSources(Protocol):
     def old(self, path: str) -> bytes | None:
         """Content of `path` at the map's commit."""
 
-    def old_mentioning(self, word: str) -> set[str]:
-        """Files of the map's commit in which `word` occurs as a whole word."""
-
-
-@dataclass(frozen=True)
-class _Parsed:
-    """What the rule needs of one file: function spans, mentions, class bases."""
-
-    functions: dict[str, scopes.FunctionScope]
-    mentions: dict[str, set[str]]
-    bases: dict[str, set[str]]
+    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
+        """For each word, the Python files of the map's commit that hold it as a word."""
 
 
 @dataclass(frozen=True)
 class Caller:
-    """A function that ran in recorded tests and mentions a changed function (or a caller)."""
+    """A function that ran in recorded tests and names a changed function (or a caller)."""
 
     path: str
     qualname: str
     mentions: str  # the name it mentions
-    tests: frozenset[str]
+    body: range
+    early_counts: bool  # what it ran in early contexts counts (see _Target.ran_early)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """The callers of a changed function and the tests that ran them."""
+
+    callers: list[Caller]
+    tests: set[str]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What to look for: a module-level name of `path`, or a method or nested function.
+
+    `ran_early`: the function it stands for ran in an early context (before the first test
+    of a process), so even early contexts may hold a kept result of it. Otherwise only what
+    ran after the first test started can have.
+    """
+
+    path: str
+    name: str
+    module_level: bool
+    ran_early: bool
+    accessed: bool = False  # a decorated method (a property, say): reading it runs it
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """What the rule needs of one file."""
+
+    functions: dict[str, scopes.FunctionScope]
+    mentions: dict[str, scopes.Mentions]
+    bindings: scopes.Bindings
+    classes: frozenset[str]  # qualnames of its classes
+    decorated: frozenset[str]  # qualnames of its decorated functions
+
+
+class _Ambiguous:
+    """A module name that several project files could be."""
+
+
+AMBIGUOUS = _Ambiguous()
 
 
 class CachedCallers:
@@ -71,72 +123,258 @@ class CachedCallers:
         self._python = {path for path in index.blobs if path.endswith(".py")}
         self._files: dict[str, _Parsed | None] = {}
         self._mentioning: dict[str, set[str]] = {}
+        self._modules: dict[str, str | _Ambiguous | None] = {}
+        self._ran: dict[str, tuple[set[int], set[int]]] = {}
+        self._local: dict[tuple[str, _Target], set[str]] = {}
+        self._module_cache: dict[tuple[str, str], str | _Ambiguous | None] = {}
+        self._bound: dict[tuple[str, str, str, str], bool] = {}
 
-    def of(self, path: str, qualname: str) -> list[Caller]:
-        """Functions that ran in recorded tests and mention the function, transitively.
+    def of(self, path: str, qualname: str) -> Reach:
+        """The functions that name the function, transitively, and the tests that ran them.
 
-        Nearest first (breadth first), so a test's first reason names its nearest caller.
+        Breadth first, one `git grep` per level; callers come nearest first.
         """
+        parsed = self._parse(path)
+        if parsed is None or qualname not in parsed.functions:
+            return Reach([], set())
+        first, last = parsed.functions[qualname].body
+        early, _late = self._lines_run(path)
+        ran_early = not early.isdisjoint(range(first, last + 1))
         found: dict[tuple[str, str], Caller] = {}
-        done: set[str] = set()
-        pending = deque(self._names(qualname))
-        while pending:
-            name = pending.popleft()
-            if name in done:
-                continue
-            done.add(name)
-            for caller in self._mentioning_functions(name):
-                key = (caller.path, caller.qualname)
-                if key != (path, qualname) and key not in found:
-                    found[key] = caller
-                    pending.extend(self._names(caller.qualname))
-        return list(found.values())
-
-    def _mentioning_functions(self, name: str) -> list[Caller]:
-        """The functions that mention `name` and ran in some recorded test."""
-        callers = []
-        for path in sorted(self._files_mentioning(name)):
-            parsed = self._parse(path)
-            if parsed is None:
-                continue
-            for qualname, mentions in parsed.mentions.items():
-                if name not in mentions:
+        done: set[_Target] = set()
+        frontier = self._targets(path, qualname, ran_early)
+        while frontier:
+            self._prefetch({target.name for target in frontier if target not in done})
+            following: list[_Target] = []
+            for target in frontier:
+                if target in done:
                     continue
-                first, last = parsed.functions[qualname].body
-                tests = self._index.tests_running(path, range(first, last + 1))
-                if tests:
-                    callers.append(Caller(path, qualname, name, frozenset(tests)))
-        return callers
+                done.add(target)
+                for caller in self._naming(target):
+                    key = (caller.path, caller.qualname)
+                    if key != (path, qualname) and key not in found:
+                        found[key] = caller
+                        following += self._targets(
+                            caller.path, caller.qualname, caller.early_counts
+                        )
+            frontier = following
+        callers = list(found.values())
+        tests = set[str]()
+        for early_counts in (True, False):
+            spans = [(c.path, c.body) for c in callers if c.early_counts == early_counts]
+            if spans:
+                tests |= self._index.tests_running_any(spans, early_contexts=early_counts)
+        return Reach(callers, tests)
 
-    def _names(self, qualname: str) -> list[str]:
-        """The names by which code calls the function `qualname`."""
-        parts = qualname.split(".")
-        name = parts[-1]
-        if len(parts) < 2 or not (name.startswith("__") and name.endswith("__")):
-            return [name]
-        return sorted(self._subclasses(parts[-2]))
+    # -- what to look for -------------------------------------------------------------
 
-    def _subclasses(self, name: str) -> set[str]:
-        """The class `name` and every recorded class that inherits from it, by base name."""
-        found = {name}
-        pending = [name]
+    def _targets(self, path: str, qualname: str, ran_early: bool) -> list[_Target]:
+        """The names through which code calls the function `qualname` of `path`."""
+        parsed = self._parse(path)
+        owner, _, name = qualname.rpartition(".")
+        if not owner:
+            return [_Target(path, name, module_level=True, ran_early=ran_early)]
+        if parsed is None or owner not in parsed.classes:  # a nested function: be broad
+            return [_Target(path, name, module_level=False, ran_early=ran_early)]
+        if name in _CONSTRUCTION:
+            return self._classes(path, owner, ran_early)
+        if name.startswith("__") and name.endswith("__"):
+            return []  # called implicitly where an object is used: in the test itself
+        accessed = qualname in parsed.decorated
+        return [_Target(path, name, module_level=False, ran_early=ran_early, accessed=accessed)]
+
+    def _classes(self, path: str, qualname: str, ran_early: bool) -> list[_Target]:
+        """A class and every class that inherits from it, as the names that make them."""
+        if "." in qualname:  # a nested class: reached through its outer class's name
+            name = qualname.rpartition(".")[2]
+            return [_Target(path, name, module_level=False, ran_early=ran_early)]
+        found = [_Target(path, qualname, module_level=True, ran_early=ran_early)]
+        pending = list(found)
         while pending:
             base = pending.pop()
-            for path in self._files_mentioning(base):
-                parsed = self._parse(path)
+            self._prefetch({base.name})
+            for other in self._mentioning[base.name]:
+                parsed = self._parse(other)
                 if parsed is None:
                     continue
-                for subclass, bases in parsed.bases.items():
-                    if base in bases and subclass not in found:
-                        found.add(subclass)
+                for name, bases in parsed.bindings.classes.items():
+                    module_level = name in parsed.bindings.defined
+                    subclass = _Target(other, name, module_level, ran_early)
+                    if subclass not in found and self._names(other, bases, base):
+                        found.append(subclass)
                         pending.append(subclass)
         return found
 
-    def _files_mentioning(self, name: str) -> set[str]:
-        """Recorded Python files of the map's commit that mention `name` (one git grep)."""
-        if name not in self._mentioning:
-            self._mentioning[name] = self._sources.old_mentioning(name) & self._python
-        return self._mentioning[name]
+    # -- who names it -----------------------------------------------------------------
+
+    def _naming(self, target: _Target) -> Iterator[Caller]:
+        """The functions that name `target` and ran where a kept result could serve them."""
+        for path in sorted(self._mentioning[target.name]):
+            parsed = self._parse(path)
+            if parsed is None:
+                continue
+            early, late = self._lines_run(path)
+            for qualname, mentions in parsed.mentions.items():
+                first, last = parsed.functions[qualname].body
+                body = range(first, last + 1)
+                ran_late = not late.isdisjoint(body)
+                ran_early = target.ran_early and not early.isdisjoint(body)
+                if (ran_late or ran_early) and self._names(path, mentions, target):
+                    yield Caller(path, qualname, target.name, body, ran_early)
+
+    def _names(self, path: str, mentions: scopes.Mentions, target: _Target) -> bool:
+        """Whether code of `path` that names `mentions` may name `target`."""
+        if target.name in mentions.strings:
+            return True
+        if target.module_level:
+            if not mentions.names.isdisjoint(self._local_names(path, target)):
+                return True
+        elif path == target.path and target.name in mentions.names:
+            return True  # a nested function, by its plain name
+        attributes = mentions.read if target.accessed else mentions.attributes
+        return any(
+            self._attribute_names(path, base, target)
+            for base, attribute in attributes
+            if attribute == target.name
+        )
+
+    def _local_names(self, path: str, target: _Target) -> set[str]:
+        """The global names of module `path` that may be the module-level `target`."""
+        key = (path, target)
+        if key not in self._local:
+            self._local[key] = self._find_local_names(path, target)
+        return self._local[key]
+
+    def _find_local_names(self, path: str, target: _Target) -> set[str]:
+        parsed = self._parse(path)
+        if parsed is None:
+            return {target.name}
+        names = {target.name} if self._binds(path, target.name, target, 0) else set()
+        for local, sources in parsed.bindings.imported.items():
+            if any(self._imports(path, source, target, 0) for source in sources):
+                names.add(local)
+        return names
+
+    def _attribute_names(self, path: str, base: str, target: _Target) -> bool:
+        """Whether `base.<name>` in `path` may be `target`: yes unless `base` is a module."""
+        module = self._module_of(path, base)
+        if module is None or isinstance(module, _Ambiguous):
+            return True  # an object may hold anything; so may any of several modules
+        if not module:
+            return False  # a module from outside the project
+        return target.module_level and self._binds(module, target.name, target, 0)
+
+    def _binds(self, path: str, name: str, target: _Target, depth: int) -> bool:
+        """Whether the global `name` of module `path` may be the module-level `target`."""
+        if path == target.path:
+            return name == target.name
+        key = (path, name, target.path, target.name)
+        if key not in self._bound:
+            self._bound[key] = False  # while it is found out: a cycle of imports binds nothing
+            self._bound[key] = self._find_binding(path, name, target, depth)
+        return self._bound[key]
+
+    def _find_binding(self, path: str, name: str, target: _Target, depth: int) -> bool:
+        parsed = self._parse(path)
+        if parsed is None or depth > _MAX_DEPTH:
+            return True
+        bindings = parsed.bindings
+        sources = bindings.imported.get(name, ())
+        if any(self._imports(path, source, target, depth) for source in sources):
+            return True
+        if name in bindings.defined:
+            return False  # its own (a later import of the name was checked above)
+        return any(
+            self._imports(path, replace(star, name=name), target, depth) for star in bindings.star
+        )
+
+    def _imports(self, path: str, source: scopes.ImportedName, target: _Target, depth: int) -> bool:
+        """Whether `from <source.module> import <source.name>` in `path` may bind `target`.
+
+        A submodule of that name is a module, never the function.
+        """
+        submodule = self._resolve(path, _join(source.module, source.name), source.level)
+        if isinstance(submodule, str):
+            return False
+        module = self._resolve(path, source.module, source.level)
+        if isinstance(module, _Ambiguous):
+            return True
+        if module is None or module == path:
+            return False
+        return self._binds(module, source.name, target, depth + 1)
+
+    # -- modules ----------------------------------------------------------------------
+
+    def _module_of(self, path: str, dotted: str) -> str | _Ambiguous | None:
+        """The module that `dotted` is in `path`: a project file, "" for a module from
+        outside the project, or None when it is no module (an object, a parameter, self)."""
+        key = (path, dotted)
+        if key not in self._module_cache:
+            self._module_cache[key] = self._find_module(path, dotted)
+        return self._module_cache[key]
+
+    def _find_module(self, path: str, dotted: str) -> str | _Ambiguous | None:
+        first, _, rest = dotted.partition(".")
+        parsed = self._parse(path)
+        if not first or parsed is None:
+            return None
+        bindings = parsed.bindings
+        for module in bindings.modules.get(first, ()):
+            found = self._resolve(path, _join(module, rest), 0)
+            if found is not None:
+                return found
+            return None if self._resolve(path, module, 0) else ""  # a.Class: an object
+        for source in bindings.imported.get(first, ()):
+            dotted_module = _join(_join(source.module, source.name), rest)
+            found = self._resolve(path, dotted_module, source.level)
+            if found is not None:
+                return found
+            if source.level == 0 and not self._resolve(path, source.module, 0):
+                return ""  # from a module outside the project
+        return None
+
+    def _resolve(self, path: str, module: str, level: int) -> str | _Ambiguous | None:
+        """The project file of `module`, imported from `path` (relative when `level`)."""
+        if level:
+            folder = PurePosixPath(path).parent
+            for _ in range(level - 1):
+                folder = folder.parent
+            relative = folder.joinpath(*module.split(".")) if module else folder
+            return _first_existing(self._python, relative.as_posix())
+        key = module
+        if key not in self._modules:
+            self._modules[key] = self._by_suffix(module)
+        return self._modules[key]
+
+    def _by_suffix(self, module: str) -> str | _Ambiguous | None:
+        """Files whose path ends like the module (src layouts need no sys.path)."""
+        if not module:
+            return None
+        tail = module.replace(".", "/")
+        found = {
+            path
+            for path in self._python
+            for candidate in (f"{tail}.py", f"{tail}/__init__.py")
+            if path == candidate or path.endswith(f"/{candidate}")
+        }
+        if len(found) > 1:
+            return AMBIGUOUS
+        return found.pop() if found else None
+
+    # -- files ------------------------------------------------------------------------
+
+    def _prefetch(self, names: set[str]) -> None:
+        """Which recorded Python files mention each of `names`: one git grep for all."""
+        missing = names - self._mentioning.keys()
+        if missing:
+            for name, files in self._sources.old_python_mentioning(missing).items():
+                self._mentioning[name] = files & self._python
+
+    def _lines_run(self, path: str) -> tuple[set[int], set[int]]:
+        """Lines of `path` that ran in early contexts, and in the others."""
+        if path not in self._ran:
+            self._ran[path] = self._index.lines_run(path)
+        return self._ran[path]
 
     def _parse(self, path: str) -> _Parsed | None:
         if path not in self._files:
@@ -147,8 +385,21 @@ class CachedCallers:
                 if tree is None
                 else _Parsed(
                     scopes.function_scopes(tree),
-                    scopes.function_references(tree),
-                    scopes.class_bases(tree),
+                    scopes.function_mentions(tree),
+                    scopes.bindings(tree),
+                    frozenset(scopes.class_spans(tree)),
+                    scopes.decorated(tree),
                 )
             )
         return self._files[path]
+
+
+def _join(first: str, second: str) -> str:
+    return f"{first}.{second}" if first and second else first or second
+
+
+def _first_existing(files: set[str], stem: str) -> str | None:
+    for candidate in (f"{stem}.py", f"{stem}/__init__.py"):
+        if candidate in files:
+            return candidate
+    return None

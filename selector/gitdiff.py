@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -353,6 +353,37 @@ def files_mentioning(repo: git.Repo, word: str, commit: str | None) -> set[str]:
         raise GitError(_failure_message(repo, "grep", stderr))
     prefix = f"{commit}:".encode() if commit else b""
     return {os.fsdecode(path.removeprefix(prefix)) for path in output.split(b"\0") if path}
+
+
+def python_files_mentioning(
+    repo: git.Repo, words: Iterable[str], commit: str
+) -> dict[str, set[str]]:
+    """For each word, the Python files of ``commit`` in which it occurs as a whole word.
+
+    One ``git grep --only-matching`` run for all the words: each record is the file and one
+    matching word, so a file name holding a newline is still read right (it ends at NUL).
+    """
+    wanted = sorted(set(words))
+    found: dict[str, set[str]] = {word: set() for word in wanted}
+    if not wanted:
+        return found
+    patterns = [argument for word in wanted for argument in ("-e", word)]
+    status, output, stderr = _git(
+        repo, "grep", "-z", "-o", "-w", "-F", *patterns, commit, "--", "*.py"
+    )
+    if status not in (0, 1):
+        raise GitError(_failure_message(repo, "grep", stderr))
+    prefix = f"{commit}:".encode()
+    position = 0
+    while position < len(output):
+        separator = output.index(b"\0", position)
+        end = output.index(b"\n", separator)
+        path = os.fsdecode(output[position:separator].removeprefix(prefix))
+        word = output[separator + 1 : end].decode("utf-8", "surrogateescape")
+        if word in found:
+            found[word].add(path)
+        position = end + 1
+    return found
 
 
 @dataclass

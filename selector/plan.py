@@ -7,7 +7,7 @@ lists the reasons; it never silently runs nothing.
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,8 +76,8 @@ class GitSources:
         where = None if self._working_tree else self._head
         return bool(gitdiff.files_mentioning(self._repo, word, where) - {path})
 
-    def old_mentioning(self, word: str) -> set[str]:
-        return gitdiff.files_mentioning(self._repo, word, self._map_commit)
+    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
+        return gitdiff.python_files_mentioning(self._repo, words, self._map_commit)
 
     def old_blobs(self) -> dict[str, str]:
         return gitdiff.tree_blobs(self._repo, self._map_commit)

@@ -323,32 +323,178 @@ def _identifiers(tree: ast.AST) -> set[str]:
     return found
 
 
-def function_references(tree: ast.Module) -> dict[str, set[str]]:
-    """Every function by qualname, with every name and string its definition mentions.
+@dataclass(frozen=True)
+class Mentions:
+    """What a piece of code calls, or hands to a call, by name: nothing is resolved.
 
-    Names are not resolved: `f`, `module.f`, `self.f` and `getattr(obj, "f")` all mention
-    `f`. Nested definitions count for their parent too (a superset is what callers want).
-    A qualname defined twice gets the mentions of both definitions. The function's own
-    name is not a mention: `A.get` does not mention `B.get` by being named `get`.
+    `names` are plain names and `attributes` are `(base, name)` for `base.name`, where
+    `base` is the dotted name the attribute is read from (`mod`, `pkg.mod`, `self`), or ""
+    when it is no plain name (`f().name`). Both hold only what is called (`f()`,
+    `mod.f()`), passed to a call (`map(f, items)`, `partial(f)`, `key=f`) or used as a
+    decorator: code that only stores a function (`table[key] = f`) does not call it, and
+    whoever calls it later runs it. `read` holds every attribute read, for properties,
+    which run without a call. `strings` are the literal arguments of `getattr` and its
+    kind. Parameter and keyword names are no mentions.
     """
-    mentions: dict[str, set[str]] = {}
+
+    names: frozenset[str]
+    attributes: frozenset[tuple[str, str]]
+    read: frozenset[tuple[str, str]]
+    strings: frozenset[str]
+
+
+# Calls that reach an attribute or a module by a name given as a string.
+_GETTERS = frozenset(
+    {"getattr", "hasattr", "setattr", "delattr", "attrgetter", "methodcaller"}
+    | {"operator.attrgetter", "operator.methodcaller", "import_module", "__import__"}
+    | {"importlib.import_module"}
+)
+
+
+def _dotted(node: ast.expr) -> str:
+    """`a.b.c` for a chain of plain names and attributes, else ""."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else ""
+    return ""
+
+
+def mentions(nodes: Iterable[ast.AST], handed: Iterable[ast.expr] = ()) -> Mentions:
+    """What `nodes` call, hand to calls and read; `handed` are used as if called."""
+    names: set[str] = set()
+    attributes: set[tuple[str, str]] = set()
+    read: set[tuple[str, str]] = set()
+    strings: set[str] = set()
+
+    def called(expression: ast.expr) -> None:
+        if isinstance(expression, ast.Starred):
+            expression = expression.value
+        if isinstance(expression, ast.Name):
+            names.add(expression.id)
+        elif isinstance(expression, ast.Attribute):
+            attributes.add((_dotted(expression.value), expression.attr))
+
+    for expression in handed:
+        called(expression)
+    for root in nodes:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Attribute):
+                read.add((_dotted(node.value), node.attr))
+            elif isinstance(node, ast.Call):
+                for part in [node.func, *node.args, *(word.value for word in node.keywords)]:
+                    called(part)
+                if _dotted(node.func) in _GETTERS:
+                    strings.update(
+                        argument.value
+                        for argument in node.args
+                        if isinstance(argument, ast.Constant) and isinstance(argument.value, str)
+                    )
+    return Mentions(frozenset(names), frozenset(attributes), frozenset(read), frozenset(strings))
+
+
+def names_in(nodes: Iterable[ast.AST]) -> Mentions:
+    """Every name and attribute in `nodes`, called or not (class bases, say)."""
+    names: set[str] = set()
+    attributes: set[tuple[str, str]] = set()
+    for root in nodes:
+        for node in ast.walk(root):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                attributes.add((_dotted(node.value), node.attr))
+    return Mentions(frozenset(names), frozenset(attributes), frozenset(attributes), frozenset())
+
+
+def function_mentions(tree: ast.Module) -> dict[str, Mentions]:
+    """Every function by qualname, with what its definition calls and hands to calls.
+
+    Nested definitions count for their parent too (a superset is what callers want). A
+    qualname defined twice gets the mentions of both definitions. The function's own name
+    is no mention: `A.get` does not name `B.get` by being called `get`.
+    """
+    parts: dict[str, list[ast.AST]] = {}
+    decorators: dict[str, list[ast.expr]] = {}
     for qualname, node in _definitions(tree):
-        found = mentions.setdefault(qualname, set())
-        for part in [*node.decorator_list, node.args, *node.body, node.returns]:
-            if part is not None:
-                found.update(_identifiers(part))
-    return mentions
+        found = parts.setdefault(qualname, [])
+        found += [*node.decorator_list, node.args, *node.body]
+        if node.returns is not None:
+            found.append(node.returns)
+        decorators.setdefault(qualname, []).extend(node.decorator_list)
+    return {qualname: mentions(nodes, decorators[qualname]) for qualname, nodes in parts.items()}
 
 
-def class_bases(tree: ast.Module) -> dict[str, set[str]]:
-    """Every class by its own name, with the names its bases and keywords mention."""
-    bases: dict[str, set[str]] = {}
+def decorated(tree: ast.Module) -> frozenset[str]:
+    """Qualnames of the functions with a decorator (a property runs without a call)."""
+    return frozenset(qualname for qualname, node in _definitions(tree) if node.decorator_list)
+
+
+@dataclass(frozen=True)
+class ImportedName:
+    """`from <level dots><module> import <name>`: what a local name was imported as."""
+
+    module: str
+    level: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Bindings:
+    """How a module binds names: its own classes and functions, and its imports.
+
+    Imports anywhere in the file count (functions import lazily too). `modules` maps the
+    local name of `import a.b as c` to `a.b`, and of `import a.b` to `a`.
+    """
+
+    defined: frozenset[str]
+    classes: dict[str, Mentions]  # classes at any depth, by name: what their bases name
+    imported: dict[str, tuple[ImportedName, ...]]
+    modules: dict[str, tuple[str, ...]]
+    star: tuple[ImportedName, ...]  # `from m import *`, name "*"
+
+
+def bindings(tree: ast.Module) -> Bindings:
+    """The names `tree` binds by definitions and imports."""
+    defined = {node.name for node in _top_level_statements(tree) if isinstance(node, _DEFINITIONS)}
+    classes: dict[str, Mentions] = {}
+    imported: dict[str, list[ImportedName]] = {}
+    modules: dict[str, list[str]] = {}
+    star: list[ImportedName] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
-            found = bases.setdefault(node.name, set())
-            for part in [*node.bases, *node.keywords]:
-                found.update(_identifiers(part))
-    return bases
+            classes[node.name] = names_in([*node.bases, *node.keywords])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                local = alias.asname or alias.name.partition(".")[0]
+                modules.setdefault(local, []).append(alias.name if alias.asname else local)
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                entry = ImportedName(node.module or "", node.level, alias.name)
+                if alias.name == "*":
+                    star.append(entry)
+                else:
+                    imported.setdefault(alias.asname or alias.name, []).append(entry)
+    return Bindings(
+        frozenset(defined),
+        classes,
+        {name: tuple(entries) for name, entries in imported.items()},
+        {name: tuple(targets) for name, targets in modules.items()},
+        tuple(star),
+    )
+
+
+def _top_level_statements(tree: ast.Module) -> Iterator[ast.stmt]:
+    """Statements that run at module level: the body, and blocks of if/try/with in it."""
+    pending: list[ast.AST] = [tree]
+    while pending:
+        for child in ast.iter_child_nodes(pending.pop()):
+            if isinstance(child, ast.stmt):
+                yield child
+                if not isinstance(child, _DEFINITIONS):
+                    pending.append(child)
+            elif isinstance(child, ast.excepthandler | ast.match_case):
+                pending.append(child)
 
 
 def _own_bodies(tree: ast.Module) -> dict[str, list[_Outline]]:

@@ -37,8 +37,8 @@ class ChangeSources(Protocol):
     def mentioned_elsewhere(self, word: str, path: str) -> bool:
         """Whether `word` occurs in any file but `path` on the planned side."""
 
-    def old_mentioning(self, word: str) -> set[str]:
-        """Files of the map's commit in which `word` occurs as a whole word."""
+    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
+        """For each word, the Python files of the map's commit that hold it as a word."""
 
     def old_blobs(self) -> dict[str, str]:
         """Blob id of every file at the map's commit."""
@@ -204,13 +204,15 @@ class Selector:
 
     def _cached_for_callers(self, path: str, qualname: str, ran: set[str], reason: str) -> None:
         """Tests that may use a cached result of the function without running it (cached.py)."""
-        for caller in self._callers.of(path, qualname):
-            more = caller.tests - ran
-            ran = ran | more
+        reach = self._callers.of(path, qualname)
+        more = reach.tests - ran
+        if more:
+            nearest, others = reach.callers[0], len(reach.callers) - 1
             self._select(
                 more,
-                f"{reason}; its result may be cached for {caller.qualname} ({caller.path}), "
-                f"which mentions {caller.mentions}",
+                f"{reason}; its result may be cached for {nearest.qualname} ({nearest.path}), "
+                f"which mentions {nearest.mentions}"
+                + (f", and {others} more callers" if others else ""),
             )
 
     def _added_definition(self, path: str, added: scopes.NewDefinition) -> None:

@@ -236,3 +236,152 @@ def test_the_reason_names_the_caller(project: Project, tmp_path: Path) -> None:
     )
     assert "its result may be cached for price (work/api.py), which mentions rate" in why.stdout
     assert git(project.path, "branch", "--show-current") == "feature"
+
+
+def test_a_cached_result_reached_through_an_alias(project: Project) -> None:
+    project.write(
+        {
+            "work/__init__.py": "",
+            "work/rates.py": """
+                import functools
+
+
+                @functools.cache
+                def rate():
+                    return 2
+            """,
+            "work/pricing.py": """
+                from work.rates import rate as current_rate
+
+
+                def price(amount):
+                    return amount * current_rate()
+            """,
+            "tests/test_uses.py": """
+                from work import pricing, rates
+
+
+                def test_first():
+                    assert rates.rate() == 2
+
+
+                def test_later():
+                    assert pricing.price(10) == 20
+
+
+                def test_unrelated():
+                    assert True
+            """,
+        }
+    )
+    project.commit("base")
+    project.record().assert_outcomes(passed=3)
+    selected = plan_after_change(project.path, "work/rates.py", "return 2", "return 3")
+    assert selected == {FIRST, LATER}
+
+
+def test_a_namesake_in_another_module_is_not_the_function(project: Project) -> None:
+    project.write(
+        {
+            "work/__init__.py": "",
+            "work/api.py": """
+                def validate(value):
+                    return value > 0
+            """,
+            "work/forms.py": """
+                def validate(value):
+                    return bool(value)
+            """,
+            "work/views.py": """
+                from work import forms
+
+
+                def submit(value):
+                    return forms.validate(value)
+            """,
+            "tests/test_uses.py": """
+                from work import api, views
+
+
+                def test_first():
+                    assert api.validate(1)
+
+
+                def test_later():
+                    assert views.submit("x")
+            """,
+        }
+    )
+    project.commit("base")
+    project.record().assert_outcomes(passed=2)
+    # views.submit calls forms.validate, which is forms' own: api.validate is not its.
+    assert plan_after_change(project.path, "work/api.py", "value > 0", "value >= 0") == {FIRST}
+
+
+def test_a_function_stored_but_not_called_keeps_no_result(project: Project) -> None:
+    project.write(
+        {
+            "work/__init__.py": "",
+            "work/hooks.py": """
+                def on_save():
+                    return "saved"
+
+
+                def install(registry):
+                    registry["save"] = on_save
+                    return registry
+            """,
+            "tests/test_uses.py": """
+                from work import hooks
+
+
+                def test_first():
+                    assert hooks.on_save() == "saved"
+
+
+                def test_later():
+                    assert "save" in hooks.install({})
+            """,
+        }
+    )
+    project.commit("base")
+    project.record().assert_outcomes(passed=2)
+    # Whoever calls the stored function later runs it, and records it then.
+    assert plan_after_change(project.path, "work/hooks.py", '"saved"', '"kept"') == {FIRST}
+
+
+def test_a_caller_that_ran_before_any_test_got_no_result_from_a_test(project: Project) -> None:
+    project.write(
+        {
+            "work/__init__.py": "",
+            "work/values.py": """
+                def fallback():
+                    return 0
+
+
+                def value(flag=False):
+                    if flag:
+                        return fallback()
+                    return 5
+
+
+                AT_IMPORT = value()
+            """,
+            "tests/test_uses.py": """
+                from work import values
+
+
+                def test_first():
+                    assert values.value(True) == 0
+
+
+                def test_later():
+                    assert values.AT_IMPORT == 5
+            """,
+        }
+    )
+    project.commit("base")
+    project.record().assert_outcomes(passed=2)
+    # `value` ran at import, before any test, when `fallback` had not run yet: no kept
+    # result of it can have reached test_later, which depends on that import.
+    assert plan_after_change(project.path, "work/values.py", "return 0", "return -1") == {FIRST}
