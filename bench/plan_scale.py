@@ -531,6 +531,8 @@ class MapBuilder:
             self._run(fixture, {conftest.imports[0]: {0}})
         for test_file in project.test_files:
             self._test_file(data, test_file)
+        for (kind, _name), context in data.contexts.items():
+            context.early = kind in ("import", "collect")  # pytest collects before any test
         texts = project.files()
         referenced = {path for context in data.contexts.values() for path in context.lines}
         referenced.update(path for context in data.contexts.values() for path in context.reads)

@@ -36,7 +36,7 @@ call left in a global that this test reads directly) is not seen.
 """
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Protocol
 
@@ -101,10 +101,19 @@ class _Parsed:
     """What the rule needs of one file."""
 
     functions: dict[str, scopes.FunctionScope]
-    mentions: dict[str, scopes.Mentions]
+    calls: scopes.CallIndex
     bindings: scopes.Bindings
     classes: frozenset[str]  # qualnames of its classes
-    decorated: frozenset[str]  # qualnames of its decorated functions
+
+
+@dataclass
+class _Search:
+    """The search for one changed function's callers, level by level."""
+
+    function: tuple[str, str]
+    frontier: list[_Target]
+    done: set[_Target] = field(default_factory=set)
+    found: dict[tuple[str, str], Caller] = field(default_factory=dict)
 
 
 class _Ambiguous:
@@ -128,37 +137,48 @@ class CachedCallers:
         self._local: dict[tuple[str, _Target], set[str]] = {}
         self._module_cache: dict[tuple[str, str], str | _Ambiguous | None] = {}
         self._bound: dict[tuple[str, str, str, str], bool] = {}
+        self._by_stem: dict[str, set[str]] = {}  # module name -> files it could be
 
-    def of(self, path: str, qualname: str) -> Reach:
-        """The functions that name the function, transitively, and the tests that ran them.
+    def reaches(self, functions: list[tuple[str, str]]) -> list[Reach]:
+        """For each (path, qualname): the functions that call it, transitively, and the
+        tests that ran them.
 
-        Breadth first, one `git grep` per level; callers come nearest first.
+        Breadth first and level by level for all of them at once, so each level costs one
+        `git grep`; callers come nearest first.
         """
+        searches = [_Search(function, self._start(*function)) for function in functions]
+        while any(search.frontier for search in searches):
+            self._prefetch(
+                {target.name for search in searches for target in search.frontier}
+                - self._mentioning.keys()
+            )
+            for search in searches:
+                search.frontier = self._advance(search)
+        return [self._reach(list(search.found.values())) for search in searches]
+
+    def _start(self, path: str, qualname: str) -> list[_Target]:
         parsed = self._parse(path)
         if parsed is None or qualname not in parsed.functions:
-            return Reach([], set())
+            return []
         first, last = parsed.functions[qualname].body
         early, _late = self._lines_run(path)
-        ran_early = not early.isdisjoint(range(first, last + 1))
-        found: dict[tuple[str, str], Caller] = {}
-        done: set[_Target] = set()
-        frontier = self._targets(path, qualname, ran_early)
-        while frontier:
-            self._prefetch({target.name for target in frontier if target not in done})
-            following: list[_Target] = []
-            for target in frontier:
-                if target in done:
-                    continue
-                done.add(target)
-                for caller in self._naming(target):
-                    key = (caller.path, caller.qualname)
-                    if key != (path, qualname) and key not in found:
-                        found[key] = caller
-                        following += self._targets(
-                            caller.path, caller.qualname, caller.early_counts
-                        )
-            frontier = following
-        callers = list(found.values())
+        return self._targets(path, qualname, not early.isdisjoint(range(first, last + 1)))
+
+    def _advance(self, search: "_Search") -> list[_Target]:
+        """One level of the search: the callers of its frontier, and what to look for next."""
+        following: list[_Target] = []
+        for target in search.frontier:
+            if target in search.done:
+                continue
+            search.done.add(target)
+            for caller in self._naming(target):
+                key = (caller.path, caller.qualname)
+                if key != search.function and key not in search.found:
+                    search.found[key] = caller
+                    following += self._targets(caller.path, caller.qualname, caller.early_counts)
+        return following
+
+    def _reach(self, callers: list[Caller]) -> Reach:
         tests = set[str]()
         for early_counts in (True, False):
             spans = [(c.path, c.body) for c in callers if c.early_counts == early_counts]
@@ -180,7 +200,7 @@ class CachedCallers:
             return self._classes(path, owner, ran_early)
         if name.startswith("__") and name.endswith("__"):
             return []  # called implicitly where an object is used: in the test itself
-        accessed = qualname in parsed.decorated
+        accessed = qualname in parsed.calls.decorated
         return [_Target(path, name, module_level=False, ran_early=ran_early, accessed=accessed)]
 
     def _classes(self, path: str, qualname: str, ran_early: bool) -> list[_Target]:
@@ -208,33 +228,45 @@ class CachedCallers:
     # -- who names it -----------------------------------------------------------------
 
     def _naming(self, target: _Target) -> Iterator[Caller]:
-        """The functions that name `target` and ran where a kept result could serve them."""
+        """The functions that call `target` and ran where a kept result could serve them."""
         for path in sorted(self._mentioning[target.name]):
             parsed = self._parse(path)
             if parsed is None:
                 continue
             early, late = self._lines_run(path)
-            for qualname, mentions in parsed.mentions.items():
-                first, last = parsed.functions[qualname].body
-                body = range(first, last + 1)
-                ran_late = not late.isdisjoint(body)
+            for qualname in sorted(self._calling(path, parsed.calls, target)):
+                scope = parsed.functions.get(qualname)
+                if scope is None:
+                    continue  # module-level code: no function, its import context ran it
+                body = range(scope.body[0], scope.body[1] + 1)
                 ran_early = target.ran_early and not early.isdisjoint(body)
-                if (ran_late or ran_early) and self._names(path, mentions, target):
+                if ran_early or not late.isdisjoint(body):
                     yield Caller(path, qualname, target.name, body, ran_early)
 
+    def _calling(self, path: str, calls: scopes.CallIndex, target: _Target) -> set[str]:
+        """Qualnames of the functions of `path` that may call `target`."""
+        found = set(calls.strings.get(target.name, ()))
+        if target.module_level:
+            for local in self._local_names(path, target):
+                found.update(calls.names.get(local, ()))
+        elif path == target.path:
+            found.update(calls.names.get(target.name, ()))  # a nested function
+        attributes = calls.read if target.accessed else calls.attributes
+        for qualname, base in attributes.get(target.name, ()):
+            if qualname not in found and self._attribute_names(path, base, target):
+                found.add(qualname)
+        return found
+
     def _names(self, path: str, mentions: scopes.Mentions, target: _Target) -> bool:
-        """Whether code of `path` that names `mentions` may name `target`."""
-        if target.name in mentions.strings:
-            return True
+        """Whether code of `path` that names `mentions` (a class's bases) may name `target`."""
         if target.module_level:
             if not mentions.names.isdisjoint(self._local_names(path, target)):
                 return True
         elif path == target.path and target.name in mentions.names:
-            return True  # a nested function, by its plain name
-        attributes = mentions.read if target.accessed else mentions.attributes
+            return True
         return any(
             self._attribute_names(path, base, target)
-            for base, attribute in attributes
+            for base, attribute in mentions.attributes
             if attribute == target.name
         )
 
@@ -350,16 +382,16 @@ class CachedCallers:
         """Files whose path ends like the module (src layouts need no sys.path)."""
         if not module:
             return None
-        tail = module.replace(".", "/")
-        found = {
-            path
-            for path in self._python
-            for candidate in (f"{tail}.py", f"{tail}/__init__.py")
-            if path == candidate or path.endswith(f"/{candidate}")
-        }
+        if not self._by_stem:
+            for path in self._python:
+                stem = path.removesuffix(".py").removesuffix("/__init__")
+                parts = stem.split("/")
+                for start in range(len(parts)):
+                    self._by_stem.setdefault(".".join(parts[start:]), set()).add(path)
+        found = self._by_stem.get(module, set())
         if len(found) > 1:
             return AMBIGUOUS
-        return found.pop() if found else None
+        return next(iter(found)) if found else None
 
     # -- files ------------------------------------------------------------------------
 
@@ -385,10 +417,9 @@ class CachedCallers:
                 if tree is None
                 else _Parsed(
                     scopes.function_scopes(tree),
-                    scopes.function_mentions(tree),
+                    scopes.call_index(tree),
                     scopes.bindings(tree),
                     frozenset(scopes.class_spans(tree)),
-                    scopes.decorated(tree),
                 )
             )
         return self._files[path]

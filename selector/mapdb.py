@@ -418,6 +418,14 @@ WHERE context.kind = 'test'
 """
 
 
+def _bit_numbers(value: int) -> Iterator[int]:
+    """The numbers of the set bits of `value` (the lines of a numbits integer)."""
+    while value:
+        low = value & -value
+        yield low.bit_length() - 1
+        value ^= low
+
+
 def _lines_intersect(numbits: bytes, lines: bytes) -> bool:
     """Whether two numbits share a line, as one integer AND.
 
@@ -488,8 +496,11 @@ class MapIndex:
             " JOIN context ON context.id = line_bits.context_id WHERE line_bits.file_id = ?",
             [file_id],
         )
+        union = [0, 0]  # numbits as integers (bit n: line n), united with one OR each
         for bits, is_early in rows:
-            (early if is_early else late).update(numbits_to_nums(bits))
+            union[bool(is_early)] |= int.from_bytes(bits, "little")
+        late.update(_bit_numbers(union[0]))
+        early.update(_bit_numbers(union[1]))
         return early, late
 
     def tests_running_any(

@@ -8,7 +8,7 @@ may touch any one of them.
 
 import ast
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 _OWNERS = (ast.stmt, ast.excepthandler)
@@ -286,7 +286,7 @@ def class_spans(tree: ast.Module) -> dict[str, tuple[int, int]]:
                 if isinstance(child, ast.ClassDef):
                     spans[name] = (_start_line(child), child.end_lineno or child.lineno)
                 pending.append((f"{name}.", child))
-            else:
+            elif isinstance(child, _CONTAINERS):  # only statements hold definitions
                 pending.append((prefix, child))
     return spans
 
@@ -361,37 +361,62 @@ def _dotted(node: ast.expr) -> str:
     return ""
 
 
-def mentions(nodes: Iterable[ast.AST], handed: Iterable[ast.expr] = ()) -> Mentions:
-    """What `nodes` call, hand to calls and read; `handed` are used as if called."""
-    names: set[str] = set()
-    attributes: set[tuple[str, str]] = set()
-    read: set[tuple[str, str]] = set()
-    strings: set[str] = set()
+@dataclass
+class CallIndex:
+    """For one file: which functions call (or hand to a call) which names, by qualname.
 
-    def called(expression: ast.expr) -> None:
+    Each call belongs to the innermost function around it (a nested function is a caller of
+    its own; its parent calls it by its plain name). Decorators belong to the function they
+    decorate, since they wrap it. Built in one pass over the tree.
+    """
+
+    names: dict[str, set[str]] = field(default_factory=dict)  # name -> qualnames
+    attributes: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # -> (q, base)
+    read: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # attribute reads
+    strings: dict[str, set[str]] = field(default_factory=dict)  # getattr literals
+    decorated: set[str] = field(default_factory=set)
+
+    def _called(self, owner: str, expression: ast.expr) -> None:
         if isinstance(expression, ast.Starred):
             expression = expression.value
         if isinstance(expression, ast.Name):
-            names.add(expression.id)
+            self.names.setdefault(expression.id, set()).add(owner)
         elif isinstance(expression, ast.Attribute):
-            attributes.add((_dotted(expression.value), expression.attr))
+            entry = (owner, _dotted(expression.value))
+            self.attributes.setdefault(expression.attr, set()).add(entry)
 
-    for expression in handed:
-        called(expression)
-    for root in nodes:
-        for node in ast.walk(root):
-            if isinstance(node, ast.Attribute):
-                read.add((_dotted(node.value), node.attr))
-            elif isinstance(node, ast.Call):
-                for part in [node.func, *node.args, *(word.value for word in node.keywords)]:
-                    called(part)
-                if _dotted(node.func) in _GETTERS:
-                    strings.update(
-                        argument.value
-                        for argument in node.args
-                        if isinstance(argument, ast.Constant) and isinstance(argument.value, str)
-                    )
-    return Mentions(frozenset(names), frozenset(attributes), frozenset(read), frozenset(strings))
+    def _visit(self, node: ast.AST, owner: str) -> None:
+        if isinstance(node, ast.Attribute):
+            self.read.setdefault(node.attr, set()).add((owner, _dotted(node.value)))
+        elif isinstance(node, ast.Call):
+            for part in [node.func, *node.args, *(word.value for word in node.keywords)]:
+                self._called(owner, part)
+            if _dotted(node.func) in _GETTERS:
+                for argument in node.args:
+                    if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                        self.strings.setdefault(argument.value, set()).add(owner)
+
+
+def call_index(tree: ast.Module) -> CallIndex:
+    """Who calls what in `tree` (see CallIndex); module-level code has the owner ""."""
+    index = CallIndex()
+    pending: list[tuple[ast.AST, str, str]] = [(tree, "", "")]  # node, owner, qualname prefix
+    while pending:
+        node, owner, prefix = pending.pop()
+        index._visit(node, owner)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, _FUNCTIONS):
+                qualname = prefix + child.name
+                if child.decorator_list:
+                    index.decorated.add(qualname)
+                for decorator in child.decorator_list:
+                    index._called(qualname, decorator)
+                pending.append((child, qualname, f"{qualname}."))
+            elif isinstance(child, ast.ClassDef):
+                pending.append((child, owner, f"{prefix}{child.name}."))
+            else:
+                pending.append((child, owner, prefix))
+    return index
 
 
 def names_in(nodes: Iterable[ast.AST]) -> Mentions:
@@ -405,29 +430,6 @@ def names_in(nodes: Iterable[ast.AST]) -> Mentions:
             elif isinstance(node, ast.Attribute):
                 attributes.add((_dotted(node.value), node.attr))
     return Mentions(frozenset(names), frozenset(attributes), frozenset(attributes), frozenset())
-
-
-def function_mentions(tree: ast.Module) -> dict[str, Mentions]:
-    """Every function by qualname, with what its definition calls and hands to calls.
-
-    Nested definitions count for their parent too (a superset is what callers want). A
-    qualname defined twice gets the mentions of both definitions. The function's own name
-    is no mention: `A.get` does not name `B.get` by being called `get`.
-    """
-    parts: dict[str, list[ast.AST]] = {}
-    decorators: dict[str, list[ast.expr]] = {}
-    for qualname, node in _definitions(tree):
-        found = parts.setdefault(qualname, [])
-        found += [*node.decorator_list, node.args, *node.body]
-        if node.returns is not None:
-            found.append(node.returns)
-        decorators.setdefault(qualname, []).extend(node.decorator_list)
-    return {qualname: mentions(nodes, decorators[qualname]) for qualname, nodes in parts.items()}
-
-
-def decorated(tree: ast.Module) -> frozenset[str]:
-    """Qualnames of the functions with a decorator (a property runs without a call)."""
-    return frozenset(qualname for qualname, node in _definitions(tree) if node.decorator_list)
 
 
 @dataclass(frozen=True)
@@ -461,7 +463,7 @@ def bindings(tree: ast.Module) -> Bindings:
     imported: dict[str, list[ImportedName]] = {}
     modules: dict[str, list[str]] = {}
     star: list[ImportedName] = []
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if isinstance(node, ast.ClassDef):
             classes[node.name] = names_in([*node.bases, *node.keywords])
         elif isinstance(node, ast.Import):
@@ -482,6 +484,18 @@ def bindings(tree: ast.Module) -> Bindings:
         {name: tuple(targets) for name, targets in modules.items()},
         tuple(star),
     )
+
+
+def _statements(tree: ast.Module) -> Iterator[ast.stmt]:
+    """Every statement at any depth; expressions are not searched (no statement is in one)."""
+    pending: list[ast.AST] = [tree]
+    while pending:
+        for child in ast.iter_child_nodes(pending.pop()):
+            if isinstance(child, ast.stmt):
+                yield child
+                pending.append(child)
+            elif isinstance(child, ast.excepthandler | ast.match_case):
+                pending.append(child)
 
 
 def _top_level_statements(tree: ast.Module) -> Iterator[ast.stmt]:

@@ -85,6 +85,8 @@ class Selector:
         self._changed_test_files: dict[str, ast.Module | None] = {}
         self._gone_files: set[str] = set()
         self._callers = CachedCallers(index, sources)
+        # Changed functions that ran: (path, qualname, tests that ran it, reason).
+        self._ran_changed: list[tuple[str, str, set[str], str]] = []
 
     def select(self, changes: Iterable[FileChange]) -> Selection:
         """Every rule, in order; the result lists items, reasons and uncovered changes."""
@@ -93,6 +95,7 @@ class Selector:
             changed.update(path for path in (change.old_path, change.new_path) if path)
             self._file_change(change)
         self._selection.changed_files = sorted(changed)
+        self._cached_results()
         if changed:
             self._incomplete_child_data()
         if self._index.meta.dirty:
@@ -196,17 +199,20 @@ class Selector:
             tests = self._index.tests_running(path, range(first, last + 1))
             if tests:
                 self._select(tests, reason)
-                self._cached_for_callers(path, qualname, tests, reason)
+                self._ran_changed.append((path, qualname, tests, reason))
             else:
                 self._selection.uncovered.append(f"{reason} (no recorded test runs it)")
         for added in change.added:
             self._added_definition(path, added)
 
-    def _cached_for_callers(self, path: str, qualname: str, ran: set[str], reason: str) -> None:
-        """Tests that may use a cached result of the function without running it (cached.py)."""
-        reach = self._callers.of(path, qualname)
-        more = reach.tests - ran
-        if more:
+    def _cached_results(self) -> None:
+        """Tests that may use a cached result of a changed function without running it."""
+        functions = [(path, qualname) for path, qualname, _tests, _reason in self._ran_changed]
+        reaches = self._callers.reaches(functions)
+        for (_path, _qualname, ran, reason), reach in zip(self._ran_changed, reaches, strict=True):
+            more = reach.tests - ran
+            if not more:
+                continue
             nearest, others = reach.callers[0], len(reach.callers) - 1
             self._select(
                 more,
