@@ -25,6 +25,8 @@ from pathlib import Path
 from _suite import CACHE, progress, run
 from record_overhead import SUITES, Environment, blocking, clean, pytest_command, pytest_env
 
+from selector.mapdb import SCHEMA_VERSION
+
 SUITE = SUITES["attrs"]
 # Reads the one map of a store (stored packed, so fetched through the store) with selector's own
 # reader, in the suite's virtualenv (where selector is installed), and prints {node ID: duration}.
@@ -75,10 +77,11 @@ def synthetic(count: int = 2000, seed: int = 20240601) -> DurationSet:
 def recorded(env: Environment) -> DurationSet:
     """The durations of the map recorded on the suite, recording it first if there is none.
 
-    The map and the collection order are cached per Python version; the collection order is
-    written last, so its presence means the map is complete. Delete the folder to re-record.
+    The map and the collection order are cached per Python version and map schema (a map
+    of another schema cannot be read); the collection order is written last, so its
+    presence means the map is complete. Delete the folder to re-record.
     """
-    folder = CACHE / "shards" / f"{SUITE.sdist.stem}-py{env.version}"
+    folder = CACHE / "shards" / f"{SUITE.sdist.stem}-py{env.version}-schema{SCHEMA_VERSION}"
     order_file = folder / "collected.txt"
     if not order_file.exists():
         record(env, folder / "maps")

@@ -52,7 +52,15 @@ from record_overhead import prepare as prepare_suite
 from selector import gitdiff
 from selector.carry import carry_forward
 from selector.config import Config
-from selector.mapdb import Context, MapData, MapMeta, merge, read_map, write_map
+from selector.mapdb import (
+    SCHEMA_VERSION,
+    Context,
+    MapData,
+    MapMeta,
+    merge,
+    read_map,
+    write_map,
+)
 from selector.nodeids import covered
 from selector.plan import PlanRequest, make_plan
 from selector.store import COMPRESSION_LEVEL, LocalStore, ignore_workdir
@@ -146,7 +154,8 @@ def compare(raw: bytes, repeat: int) -> tuple[list[Packed], list[str]]:
 
 def real_map(version: str) -> tuple[Path, int]:
     """The real suite's map, unpacked from its store (recorded once), and its test count."""
-    store = LocalStore(FOLDER / f"{SUITE.sdist.stem}-py{version}" / "maps")
+    # Per map schema too: a map of another schema cannot be read.
+    store = LocalStore(FOLDER / f"{SUITE.sdist.stem}-py{version}-schema{SCHEMA_VERSION}" / "maps")
     if not store.maps():
         env = prepare_suite(SUITE, version)
         assert_pristine(env.folder)

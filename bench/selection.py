@@ -224,13 +224,23 @@ def checked(done: subprocess.CompletedProcess[str], what: str) -> str:
     return output
 
 
-def outcomes(ws: Workspace, timeout: float, only: Sequence[str] = ()) -> dict[str, str]:
+def outcomes(
+    ws: Workspace, timeout: float, only: Sequence[str] = (), every: Iterable[str] = ()
+) -> dict[str, str]:
     """Every test's outcome (or only these tests') in a plain run, by node ID (from pytest's
-    JUnit XML report)."""
+    JUnit XML report).
+
+    A mutant can break what conftest.py imports (attrs' conftest imports hypothesis, which
+    imports attrs): pytest then stops before collecting (exit 4) and writes no report. Every
+    test of `every` (the baseline's) is then an error, as it would be in CI.
+    """
     report = ws.scratch / "junit.xml"
     report.unlink(missing_ok=True)
     done = pytest(ws, [*PLAIN_ARGS, f"--junitxml={report}", *only], timeout)
     if not report.exists():
+        output = done.stdout + done.stderr
+        if done.returncode == 4 and "while loading conftest" in output and every:
+            return dict.fromkeys(only or every, "error")
         checked(done, "plain run")
     return parse_junit(report, ws.repo)
 
@@ -394,7 +404,7 @@ def evaluate(ws: Workspace, baseline: Baseline, mutant: Mutant) -> Verdict:
     apply(mutant, ws.repo)
     git(ws, "commit", "-q", "-a", "-m", f"mutant: {mutant.describe()}")
     timeout = 3 * baseline.seconds + 120
-    after = outcomes(ws, timeout)
+    after = outcomes(ws, timeout, every=baseline.outcomes)
     failing = changed(baseline, after)
     tests = {test for test in baseline.outcomes.keys() | after.keys() if "::" in test}
     planned = selector_selection(ws, tests)
@@ -403,7 +413,7 @@ def evaluate(ws: Workspace, baseline: Baseline, mutant: Mutant) -> Verdict:
     missed = sorted((failing - (by_selector & by_testmon)) & after.keys())
     collateral: frozenset[str] = frozenset()
     if missed:
-        alone = outcomes(ws, timeout, missed)
+        alone = outcomes(ws, timeout, missed, every=baseline.outcomes)
         collateral = frozenset(
             test for test in missed if alone.get(test) == baseline.outcomes.get(test)
         )
