@@ -188,7 +188,7 @@ class CachedCallers:
         early, _late = self._lines_run(path)
         return self._targets(path, qualname, not early.isdisjoint(range(first, last + 1)))
 
-    def _advance(self, search: "_Search") -> list[_Target]:
+    def _advance(self, search: _Search) -> list[_Target]:
         """One level of the search: the callers of its frontier, and what to look for next."""
         following: list[_Target] = []
         for target in search.frontier:
