@@ -133,6 +133,10 @@ def suite_files(tests: int) -> dict[str, str]:
         ).lstrip("\n")
     files.update(COVERAGE_RC)
     files[".gitignore"] = ".selector/\n.coverage*\n__pycache__/\n"
+    # A pytest configuration of its own: without one, pytest takes the nearest ancestor's (this
+    # repository's pyproject.toml, as the suite lives under bench/.cache/) as its configuration
+    # and rootdir, and selector records into this repository instead of the suite's.
+    files["pytest.ini"] = "[pytest]\n"
     return files
 
 
