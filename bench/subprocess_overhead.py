@@ -255,7 +255,7 @@ def check_recording(python: Path, folder: Path, tests: int) -> None:
 
         (fragment,) = Path(".selector/fragments").glob("*.sqlite")
         data = read_map(fragment)
-        line = Path("tool/work.py").read_text().splitlines().index("            found = []") + 1
+        line = Path("tool/work.py").read_text().splitlines().index("    found = []") + 1
         missing = [test for test in data.tests if line not in data.test_lines(test)["tool/work.py"]]
         print(len(data.tests), len(missing))
         """
