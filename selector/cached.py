@@ -215,6 +215,8 @@ class CachedCallers:
     def _targets(self, path: str, qualname: str, ran_early: bool) -> list[_Target]:
         """The names through which code calls the function `qualname` of `path`."""
         parsed = self._parse(path)
+        if parsed is not None and _is_fixture(parsed.definitions[qualname]):
+            return []  # pytest calls it, no code does; the wide-fixture rule covers its value
         owner, _, name = qualname.rpartition(".")
         if not owner:
             return [_Target(path, name, module_level=True, ran_early=ran_early)]
@@ -454,6 +456,16 @@ def _parsed(tree: ast.Module) -> _Parsed:
         for qualname, node in definitions.items()
     )
     return _Parsed(definitions, spans, scopes.bindings(tree), frozenset(scopes.class_spans(tree)))
+
+
+def _is_fixture(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Whether `@pytest.fixture` (or `@fixture(...)`) defines the function."""
+    for decorator in node.decorator_list:
+        called = decorator.func if isinstance(decorator, ast.Call) else decorator
+        name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+        if name in ("fixture", "yield_fixture"):
+            return True
+    return False
 
 
 def _join(first: str, second: str) -> str:

@@ -385,3 +385,47 @@ def test_a_caller_that_ran_before_any_test_got_no_result_from_a_test(project: Pr
     # `value` ran at import, before any test, when `fallback` had not run yet: no kept
     # result of it can have reached test_later, which depends on that import.
     assert plan_after_change(project.path, "work/values.py", "return 0", "return -1") == {FIRST}
+
+
+def test_a_fixture_is_called_by_pytest_alone(project: Project) -> None:
+    project.write(
+        {
+            "work/__init__.py": "",
+            "work/api.py": """
+                class Box:
+                    def __init__(self, value):
+                        self._value = value
+
+                    def show(self):
+                        return str(self._value)
+            """,
+            "tests/conftest.py": """
+                import pytest
+
+
+                @pytest.fixture(name="value")
+                def _value():
+                    return 3
+            """,
+            "tests/test_uses.py": """
+                from work.api import Box
+
+
+                def test_first(value):
+                    assert value == 3
+
+
+                def test_later():
+                    assert Box(1).show() == "1"
+
+
+                def test_unrelated():
+                    assert True
+            """,
+        }
+    )
+    project.commit("base")
+    project.record().assert_outcomes(passed=3)
+    # `str(self._value)` hands some object's `_value` to a call, which could be the
+    # module-level `_value`: but that is a fixture, which no code calls.
+    assert plan_after_change(project.path, "tests/conftest.py", "return 3", "return 4") == {FIRST}
