@@ -18,7 +18,8 @@ time starting interpreters, and runs it in four modes, each a separate process:
 Rounds are interleaved and the order of modes rotates every round, so machine noise spreads over
 all modes; each mode's number is its median. The selector run's fragment is checked to hold the
 children's lines for every test, so the number is for a recording that works. Prints a Markdown
-report on stdout; exits non-zero if a mode fails or changes the outcome.
+report on stdout; exits non-zero if a plain or selector run fails (the other tools' own
+failures are reported, not fatal).
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ def run_mode(folder: Path, mode: Mode) -> Run:
     return Run(mode.name, seconds, cpu, returncode, "\n".join(outputs))
 
 
-def check_recording(python: Path, folder: Path, tests: int) -> None:
+def check_recording(python: Path, folder: Path, tests: int, output: str) -> None:
     """Stop unless the selector run recorded, for every test, its child's call of `primes`."""
     script = textwrap.dedent(
         """
@@ -260,6 +261,9 @@ def check_recording(python: Path, folder: Path, tests: int) -> None:
         print(len(data.tests), len(missing))
         """
     )
+    fragments = list((folder / ".selector" / "fragments").glob("*.sqlite"))
+    if len(fragments) != 1:
+        raise SystemExit(f"the selector run left {len(fragments)} fragments; it printed:\n{output}")
     recorded, missing = map(int, run([python, "-c", script], cwd=folder).split())
     if recorded != tests or missing:
         raise SystemExit(f"selector recorded {recorded} tests, {missing} without their child")
@@ -278,7 +282,7 @@ def measure(python: Path, folder: Path, modes: Sequence[Mode], runs: int, tests:
         for mode in rotated(modes, round_index):
             result = run_mode(folder, mode)
             if mode.name == "selector" and result.returncode == 0:
-                check_recording(python, folder, tests)
+                check_recording(python, folder, tests, result.output)
             progress(
                 f"  round {round_index + 1}/{runs} {mode.name:<12} {result.seconds:7.2f}s "
                 f"exit {result.returncode}"
@@ -331,7 +335,16 @@ def benchmark_python(version: str, runs: int, tests: int, folder: Path) -> bool:
     bad = [r for r in results if r.returncode != 0]
     for result in bad:
         progress(f"FAILED: {result.mode} exited {result.returncode}\n{result.output[-3000:]}")
-    return not bad
+    failed = sorted({r.mode for r in bad})
+    if failed:
+        counts = ", ".join(f"{name} {sum(r.mode == name for r in bad)}" for name in failed)
+        print(
+            f"\nRuns that failed (of {runs} per mode): {counts}. coverage 7.10's subprocess patch "
+            "sometimes leaves a child's data file without tables (`no such table: file`), "
+            "which fails pytest-cov's combine (INTERNALERROR, exit 3) and `coverage run`.",
+            flush=True,
+        )
+    return not any(r.mode in ("plain", "selector") for r in bad)
 
 
 def header(argv: Sequence[str], folder: Path) -> list[str]:
@@ -365,7 +378,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Measure every requested Python; exit 1 if anything failed."""
+    """Measure every requested Python; exit 1 if a plain or selector run failed (the other
+    tools' own failures are reported, not fatal: they are part of what is compared)."""
     args = parse_args(argv)
     folder = build_suite(args.tests)
     print("\n".join(header(argv, folder)), flush=True)
