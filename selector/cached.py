@@ -35,7 +35,6 @@ without naming what computed it (`getattr(obj, "prefix_" + name)`, a value anoth
 call left in a global that this test reads directly) is not seen.
 """
 
-import ast
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
@@ -58,9 +57,8 @@ class OldSources(Protocol):
     def old(self, path: str) -> bytes | None:
         """Content of `path` at the map's commit."""
 
-    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, dict[str, set[int]]]:
-        """For each word, the Python files of the map's commit that hold it as a word, with
-        the lines it is on."""
+    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
+        """For each word, the Python files of the map's commit that hold it as a word."""
 
 
 @dataclass(frozen=True)
@@ -98,36 +96,15 @@ class _Target:
     accessed: bool = False  # a decorated method (a property, say): reading it runs it
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Parsed:
-    """What the rule needs of one file; a function's spans and calls when first asked."""
+    """What the rule needs of one file."""
 
-    definitions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef]
-    spans: list[tuple[int, int, str]]  # (first line, last line, qualname), outermost first
+    functions: dict[str, scopes.FunctionScope]
+    calls: scopes.CallIndex
     bindings: scopes.Bindings
     classes: frozenset[str]  # qualnames of its classes
-    scope_cache: dict[str, scopes.FunctionScope] = field(default_factory=dict)
-    call_cache: dict[str, scopes.CallIndex] = field(default_factory=dict)
-
-    def scope(self, qualname: str) -> scopes.FunctionScope:
-        if qualname not in self.scope_cache:
-            node = self.definitions[qualname]
-            self.scope_cache[qualname] = scopes.scope_of(qualname, node)
-        return self.scope_cache[qualname]
-
-    def calls_of(self, qualname: str) -> scopes.CallIndex:
-        if qualname not in self.call_cache:
-            node = self.definitions[qualname]
-            self.call_cache[qualname] = scopes.function_calls(node, qualname)
-        return self.call_cache[qualname]
-
-    def innermost(self, line: int) -> str | None:
-        """The innermost function whose definition holds `line`."""
-        found = None
-        for first, last, qualname in self.spans:
-            if first <= line <= last:
-                found = qualname
-        return found
+    fixtures: frozenset[str]  # qualnames of its pytest fixtures
 
 
 @dataclass
@@ -155,7 +132,7 @@ class CachedCallers:
         self._sources = sources
         self._python = {path for path in index.blobs if path.endswith(".py")}
         self._files: dict[str, _Parsed | None] = {}
-        self._mentioning: dict[str, dict[str, set[int]]] = {}  # name -> file -> lines
+        self._mentioning: dict[str, set[str]] = {}
         self._modules: dict[str, str | _Ambiguous | None] = {}
         self._ran: dict[str, tuple[set[int], set[int]]] = {}
         self._local: dict[tuple[str, _Target], set[str]] = {}
@@ -182,9 +159,9 @@ class CachedCallers:
 
     def _start(self, path: str, qualname: str) -> list[_Target]:
         parsed = self._parse(path)
-        if parsed is None or qualname not in parsed.definitions:
+        if parsed is None or qualname not in parsed.functions:
             return []
-        first, last = parsed.scope(qualname).body
+        first, last = parsed.functions[qualname].body
         early, _late = self._lines_run(path)
         return self._targets(path, qualname, not early.isdisjoint(range(first, last + 1)))
 
@@ -215,7 +192,7 @@ class CachedCallers:
     def _targets(self, path: str, qualname: str, ran_early: bool) -> list[_Target]:
         """The names through which code calls the function `qualname` of `path`."""
         parsed = self._parse(path)
-        if parsed is not None and _is_fixture(parsed.definitions[qualname]):
+        if parsed is not None and qualname in parsed.fixtures:
             return []  # pytest calls it, no code does; the wide-fixture rule covers its value
         owner, _, name = qualname.rpartition(".")
         if not owner:
@@ -226,7 +203,7 @@ class CachedCallers:
             return self._classes(path, owner, ran_early)
         if name.startswith("__") and name.endswith("__"):
             return []  # called implicitly where an object is used: in the test itself
-        accessed = bool(parsed.definitions[qualname].decorator_list)
+        accessed = qualname in parsed.calls.decorated
         return [_Target(path, name, module_level=False, ran_early=ran_early, accessed=accessed)]
 
     def _classes(self, path: str, qualname: str, ran_early: bool) -> list[_Target]:
@@ -239,7 +216,7 @@ class CachedCallers:
         while pending:
             base = pending.pop()
             self._prefetch({base.name})
-            for other in sorted(self._mentioning[base.name]):
+            for other in self._mentioning[base.name]:
                 parsed = self._parse(other)
                 if parsed is None:
                     continue
@@ -254,39 +231,34 @@ class CachedCallers:
     # -- who names it -----------------------------------------------------------------
 
     def _naming(self, target: _Target) -> Iterator[Caller]:
-        """The functions that call `target` and ran where a kept result could serve them.
-
-        Only the functions around the lines that `git grep` found the name on are read.
-        """
-        for path, lines in sorted(self._mentioning[target.name].items()):
+        """The functions that call `target` and ran where a kept result could serve them."""
+        for path in sorted(self._mentioning[target.name]):
             parsed = self._parse(path)
             if parsed is None:
                 continue
             early, late = self._lines_run(path)
-            candidates: set[str | None] = {parsed.innermost(line) for line in lines}
-            if target.module_level and self._local_names(path, target) - {target.name}:
-                candidates.update(parsed.definitions)  # imported under another name: read all
-            for qualname in sorted(name for name in candidates if name is not None):
-                body = range(parsed.scope(qualname).body[0], parsed.scope(qualname).body[1] + 1)
+            for qualname in sorted(self._calling(path, parsed.calls, target)):
+                scope = parsed.functions.get(qualname)
+                if scope is None:
+                    continue  # module-level code: no function, its import context ran it
+                body = range(scope.body[0], scope.body[1] + 1)
                 ran_early = target.ran_early and not early.isdisjoint(body)
-                ran = ran_early or not late.isdisjoint(body)
-                if ran and self._calls(path, parsed.calls_of(qualname), target):
+                if ran_early or not late.isdisjoint(body):
                     yield Caller(path, qualname, target.name, body, ran_early)
 
-    def _calls(self, path: str, calls: scopes.CallIndex, target: _Target) -> bool:
-        """Whether a function of `path` that calls `calls` may call `target`."""
-        if target.name in calls.strings:
-            return True
+    def _calling(self, path: str, calls: scopes.CallIndex, target: _Target) -> set[str]:
+        """Qualnames of the functions of `path` that may call `target`."""
+        found = set(calls.strings.get(target.name, ()))
         if target.module_level:
-            if not calls.names.keys().isdisjoint(self._local_names(path, target)):
-                return True
-        elif path == target.path and target.name in calls.names:
-            return True  # a nested function
+            for local in self._local_names(path, target):
+                found.update(calls.names.get(local, ()))
+        elif path == target.path:
+            found.update(calls.names.get(target.name, ()))  # a nested function
         attributes = calls.read if target.accessed else calls.attributes
-        return any(
-            self._attribute_names(path, base, target)
-            for _qualname, base in attributes.get(target.name, ())
-        )
+        for qualname, base in attributes.get(target.name, ()):
+            if qualname not in found and self._attribute_names(path, base, target):
+                found.add(qualname)
+        return found
 
     def _names(self, path: str, mentions: scopes.Mentions, target: _Target) -> bool:
         """Whether code of `path` that names `mentions` (a class's bases) may name `target`."""
@@ -427,13 +399,11 @@ class CachedCallers:
     # -- files ------------------------------------------------------------------------
 
     def _prefetch(self, names: set[str]) -> None:
-        """Where recorded Python files mention each of `names`: one git grep for all."""
+        """Which recorded Python files mention each of `names`: one git grep for all."""
         missing = names - self._mentioning.keys()
         if missing:
             for name, files in self._sources.old_python_mentioning(missing).items():
-                self._mentioning[name] = {
-                    path: lines for path, lines in files.items() if path in self._python
-                }
+                self._mentioning[name] = files & self._python
 
     def _lines_run(self, path: str) -> tuple[set[int], set[int]]:
         """Lines of `path` that ran in early contexts, and in the others."""
@@ -445,27 +415,18 @@ class CachedCallers:
         if path not in self._files:
             source = self._sources.old(path)
             tree = None if source is None else scopes.parse(source, path)
-            self._files[path] = None if tree is None else _parsed(tree)
+            self._files[path] = (
+                None
+                if tree is None
+                else _Parsed(
+                    scopes.function_scopes(tree),
+                    scopes.call_index(tree),
+                    scopes.bindings(tree),
+                    frozenset(scopes.class_spans(tree)),
+                    scopes.fixtures(tree),
+                )
+            )
         return self._files[path]
-
-
-def _parsed(tree: ast.Module) -> _Parsed:
-    definitions = scopes.definitions(tree)
-    spans = sorted(
-        (scopes.definition_start(node), node.end_lineno or node.lineno, qualname)
-        for qualname, node in definitions.items()
-    )
-    return _Parsed(definitions, spans, scopes.bindings(tree), frozenset(scopes.class_spans(tree)))
-
-
-def _is_fixture(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
-    """Whether `@pytest.fixture` (or `@fixture(...)`) defines the function."""
-    for decorator in node.decorator_list:
-        called = decorator.func if isinstance(decorator, ast.Call) else decorator
-        name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
-        if name in ("fixture", "yield_fixture"):
-            return True
-    return False
 
 
 def _join(first: str, second: str) -> str:

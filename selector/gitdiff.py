@@ -357,34 +357,31 @@ def files_mentioning(repo: git.Repo, word: str, commit: str | None) -> set[str]:
 
 def python_files_mentioning(
     repo: git.Repo, words: Iterable[str], commit: str
-) -> dict[str, dict[str, set[int]]]:
-    """For each word, the Python files of ``commit`` in which it occurs as a whole word, with
-    the numbers of the lines it occurs on.
+) -> dict[str, set[str]]:
+    """For each word, the Python files of ``commit`` in which it occurs as a whole word.
 
-    One ``git grep --only-matching`` run for all the words. Each record is the file, a line
-    number and one matching word, NUL-separated, so a file name holding a newline is still
-    read right.
+    One ``git grep --only-matching`` run for all the words: each record is the file and one
+    matching word, so a file name holding a newline is still read right (it ends at NUL).
     """
     wanted = sorted(set(words))
-    found: dict[str, dict[str, set[int]]] = {word: {} for word in wanted}
+    found: dict[str, set[str]] = {word: set() for word in wanted}
     if not wanted:
         return found
     patterns = [argument for word in wanted for argument in ("-e", word)]
     status, output, stderr = _git(
-        repo, "grep", "-z", "-n", "-o", "-w", "-F", *patterns, commit, "--", "*.py"
+        repo, "grep", "-z", "-o", "-w", "-F", *patterns, commit, "--", "*.py"
     )
     if status not in (0, 1):
         raise GitError(_failure_message(repo, "grep", stderr))
     prefix = f"{commit}:".encode()
     position = 0
     while position < len(output):
-        path_end = output.index(b"\0", position)
-        line_end = output.index(b"\0", path_end + 1)
-        end = output.index(b"\n", line_end)
-        word = output[line_end + 1 : end].decode("utf-8", "surrogateescape")
+        separator = output.index(b"\0", position)
+        end = output.index(b"\n", separator)
+        path = os.fsdecode(output[position:separator].removeprefix(prefix))
+        word = output[separator + 1 : end].decode("utf-8", "surrogateescape")
         if word in found:
-            path = os.fsdecode(output[position:path_end].removeprefix(prefix))
-            found[word].setdefault(path, set()).add(int(output[path_end + 1 : line_end]))
+            found[word].add(path)
         position = end + 1
     return found
 

@@ -76,7 +76,7 @@ class GitSources:
         where = None if self._working_tree else self._head
         return bool(gitdiff.files_mentioning(self._repo, word, where) - {path})
 
-    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, dict[str, set[int]]]:
+    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         return gitdiff.python_files_mentioning(self._repo, words, self._map_commit)
 
     def old_blobs(self) -> dict[str, str]:

@@ -363,17 +363,18 @@ def _dotted(node: ast.expr) -> str:
 
 @dataclass
 class CallIndex:
-    """Which functions call (or hand to a call) which names, by qualname.
+    """For one file: which functions call (or hand to a call) which names, by qualname.
 
     Each call belongs to the innermost function around it (a nested function is a caller of
     its own; its parent calls it by its plain name). Decorators belong to the function they
-    decorate, since they wrap it.
+    decorate, since they wrap it. Built in one pass over the tree.
     """
 
     names: dict[str, set[str]] = field(default_factory=dict)  # name -> qualnames
     attributes: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # -> (q, base)
     read: dict[str, set[tuple[str, str]]] = field(default_factory=dict)  # attribute reads
     strings: dict[str, set[str]] = field(default_factory=dict)  # getattr literals
+    decorated: set[str] = field(default_factory=set)
 
     def _called(self, owner: str, expression: ast.expr) -> None:
         if isinstance(expression, ast.Starred):
@@ -396,39 +397,37 @@ class CallIndex:
                         self.strings.setdefault(argument.value, set()).add(owner)
 
 
-def function_calls(node: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str) -> CallIndex:
-    """What one function calls (see CallIndex): its decorators, signature and own body.
-
-    Nested functions are not searched: they are callers of their own.
-    """
+def call_index(tree: ast.Module) -> CallIndex:
+    """Who calls what in `tree` (see CallIndex); module-level code has the owner ""."""
     index = CallIndex()
-    for decorator in node.decorator_list:
-        index._called(qualname, decorator)
-    pending: list[ast.AST] = [node]
+    pending: list[tuple[ast.AST, str, str]] = [(tree, "", "")]  # node, owner, qualname prefix
     while pending:
-        current = pending.pop()
-        index._visit(current, qualname)
-        for child in ast.iter_child_nodes(current):
+        node, owner, prefix = pending.pop()
+        index._visit(node, owner)
+        for child in ast.iter_child_nodes(node):
             if isinstance(child, _FUNCTIONS):
-                pending += child.decorator_list  # evaluated where the nested def runs
+                qualname = prefix + child.name
+                if child.decorator_list:
+                    index.decorated.add(qualname)
+                for decorator in child.decorator_list:
+                    index._called(qualname, decorator)
+                pending.append((child, qualname, f"{qualname}."))
+            elif isinstance(child, ast.ClassDef):
+                pending.append((child, owner, f"{prefix}{child.name}."))
             else:
-                pending.append(child)
+                pending.append((child, owner, prefix))
     return index
 
 
-def definitions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]:
-    """Every function by qualname (the last definition of a name, as function_scopes)."""
-    return dict(_definitions(tree))
-
-
-def scope_of(qualname: str, node: ast.FunctionDef | ast.AsyncFunctionDef) -> FunctionScope:
-    """The header and body spans of one function (see FunctionScope)."""
-    return _scope(qualname, node)
-
-
-def definition_start(node: ast.stmt) -> int:
-    """First line of a definition, its decorators included."""
-    return _start_line(node)
+def fixtures(tree: ast.Module) -> frozenset[str]:
+    """Qualnames of the functions that `@pytest.fixture` (or `@fixture(...)`) defines."""
+    found = set()
+    for qualname, node in _definitions(tree):
+        for decorator in node.decorator_list:
+            called = decorator.func if isinstance(decorator, ast.Call) else decorator
+            if _dotted(called).rpartition(".")[2] in ("fixture", "yield_fixture"):
+                found.add(qualname)
+    return frozenset(found)
 
 
 def names_in(nodes: Iterable[ast.AST]) -> Mentions:

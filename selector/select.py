@@ -37,9 +37,8 @@ class ChangeSources(Protocol):
     def mentioned_elsewhere(self, word: str, path: str) -> bool:
         """Whether `word` occurs in any file but `path` on the planned side."""
 
-    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, dict[str, set[int]]]:
-        """For each word, the Python files of the map's commit that hold it as a word, with
-        the lines it is on."""
+    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
+        """For each word, the Python files of the map's commit that hold it as a word."""
 
     def old_blobs(self) -> dict[str, str]:
         """Blob id of every file at the map's commit."""
