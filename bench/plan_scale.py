@@ -58,7 +58,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from selector import __version__
+from selector import __version__, codeindex, scopes
 from selector.gitdiff import blob_id
 from selector.mapdb import (
     SCHEMA_VERSION,
@@ -537,6 +537,10 @@ class MapBuilder:
         referenced = {path for context in data.contexts.values() for path in context.lines}
         referenced.update(path for context in data.contexts.values() for path in context.reads)
         data.files = {path: blob_id(texts[path].encode()) for path in sorted(referenced)}
+        for path in data.files:  # the code index the recorder writes for every Python file
+            tree = scopes.parse(texts[path], path) if path.endswith(".py") else None
+            if tree is not None:
+                data.code[path] = codeindex.store(codeindex.build(tree))
         return data
 
     def _test_file(self, data: MapData, test_file: TestFile) -> None:

@@ -40,7 +40,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from selector import scopes
+from selector import codeindex, scopes
+from selector.codeindex import CodeIndex
 from selector.mapdb import MapIndex
 
 # Methods that run when an object or class is made: naming the class calls them.
@@ -59,6 +60,9 @@ class OldSources(Protocol):
 
     def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         """For each word, the Python files of the map's commit that hold it as a word."""
+
+    def old_blobs(self) -> dict[str, str]:
+        """Blob id of every file at the map's commit."""
 
 
 @dataclass(frozen=True)
@@ -96,17 +100,6 @@ class _Target:
     accessed: bool = False  # a decorated method (a property, say): reading it runs it
 
 
-@dataclass(frozen=True)
-class _Parsed:
-    """What the rule needs of one file."""
-
-    functions: dict[str, scopes.FunctionScope]
-    calls: scopes.CallIndex
-    bindings: scopes.Bindings
-    classes: frozenset[str]  # qualnames of its classes
-    fixtures: frozenset[str]  # qualnames of its pytest fixtures
-
-
 @dataclass
 class _Search:
     """The search for one changed function's callers, level by level."""
@@ -131,7 +124,7 @@ class CachedCallers:
         self._index = index
         self._sources = sources
         self._python = {path for path in index.blobs if path.endswith(".py")}
-        self._files: dict[str, _Parsed | None] = {}
+        self._files: dict[str, CodeIndex | None] = {}
         self._mentioning: dict[str, set[str]] = {}
         self._modules: dict[str, str | _Ambiguous | None] = {}
         self._ran: dict[str, tuple[set[int], set[int]]] = {}
@@ -139,6 +132,10 @@ class CachedCallers:
         self._module_cache: dict[tuple[str, str], str | _Ambiguous | None] = {}
         self._bound: dict[tuple[str, str, str, str], bool] = {}
         self._by_stem: dict[str, set[str]] = {}  # module name -> files it could be
+        self._indexed = index.indexed_files()
+        if index.meta.dirty:  # recorded content may not be the commit's: index only what is
+            committed = sources.old_blobs()
+            self._indexed = {p for p in self._indexed if committed.get(p) == index.blobs.get(p)}
 
     def reaches(self, functions: list[tuple[str, str]]) -> list[Reach]:
         """For each (path, qualname): the functions that call it, transitively, and the
@@ -161,7 +158,7 @@ class CachedCallers:
         parsed = self._parse(path)
         if parsed is None or qualname not in parsed.functions:
             return []
-        first, last = parsed.functions[qualname].body
+        first, last = parsed.functions[qualname]
         early, _late = self._lines_run(path)
         return self._targets(path, qualname, not early.isdisjoint(range(first, last + 1)))
 
@@ -238,10 +235,10 @@ class CachedCallers:
                 continue
             early, late = self._lines_run(path)
             for qualname in sorted(self._calling(path, parsed.calls, target)):
-                scope = parsed.functions.get(qualname)
-                if scope is None:
+                span = parsed.functions.get(qualname)
+                if span is None:
                     continue  # module-level code: no function, its import context ran it
-                body = range(scope.body[0], scope.body[1] + 1)
+                body = range(span[0], span[1] + 1)
                 ran_early = target.ran_early and not early.isdisjoint(body)
                 if ran_early or not late.isdisjoint(body):
                     yield Caller(path, qualname, target.name, body, ran_early)
@@ -399,11 +396,20 @@ class CachedCallers:
     # -- files ------------------------------------------------------------------------
 
     def _prefetch(self, names: set[str]) -> None:
-        """Which recorded Python files mention each of `names`: one git grep for all."""
+        """Which recorded Python files mention each of `names`: one lookup for all.
+
+        The map's code index answers when it covers every recorded Python file as the
+        map's commit has it; otherwise one `git grep` does.
+        """
         missing = names - self._mentioning.keys()
-        if missing:
-            for name, files in self._sources.old_python_mentioning(missing).items():
-                self._mentioning[name] = files & self._python
+        if not missing:
+            return
+        if self._python <= self._indexed:
+            found = self._index.files_naming(missing)
+        else:
+            found = self._sources.old_python_mentioning(missing)
+        for name, files in found.items():
+            self._mentioning[name] = files & self._python
 
     def _lines_run(self, path: str) -> tuple[set[int], set[int]]:
         """Lines of `path` that ran in early contexts, and in the others."""
@@ -411,21 +417,16 @@ class CachedCallers:
             self._ran[path] = self._index.lines_run(path)
         return self._ran[path]
 
-    def _parse(self, path: str) -> _Parsed | None:
+    def _parse(self, path: str) -> CodeIndex | None:
+        """The file's code index: the map's if it describes the map commit's content."""
         if path not in self._files:
-            source = self._sources.old(path)
-            tree = None if source is None else scopes.parse(source, path)
-            self._files[path] = (
-                None
-                if tree is None
-                else _Parsed(
-                    scopes.function_scopes(tree),
-                    scopes.call_index(tree),
-                    scopes.bindings(tree),
-                    frozenset(scopes.class_spans(tree)),
-                    scopes.fixtures(tree),
-                )
-            )
+            stored = self._index.code(path) if path in self._indexed else None
+            if stored is not None:
+                self._files[path] = codeindex.load(stored)
+            else:
+                source = self._sources.old(path)
+                tree = None if source is None else scopes.parse(source, path)
+                self._files[path] = None if tree is None else codeindex.build(tree)
         return self._files[path]
 
 

@@ -43,7 +43,7 @@ from coverage.numbits import numbits_to_nums, numbits_union, nums_to_numbits
 from selector import gitdiff, scopes
 from selector.config import Config
 from selector.gitdiff import FileChange, Hunk
-from selector.mapdb import Context, ContextKey, MapData, MapIndex
+from selector.mapdb import Context, ContextKey, MapData, MapIndex, StoredCode
 from selector.nodeids import covered
 from selector.plan import GitSources
 from selector.select import Selector
@@ -98,7 +98,19 @@ def carry_forward(
     head_blobs = gitdiff.tree_blobs(repo, head)
     merged.files = {path: head_blobs.get(path) for path in _paths(merged)}
     merged.files.update((path, blob) for path, blob in fresh.files.items() if path in merged.files)
+    merged.code = _carried_code(base, fresh, changes, merged.files)
     return merged, report
+
+
+def _carried_code(
+    base: MapData, fresh: MapData, changes: list[FileChange], files: dict[str, str | None]
+) -> dict[str, StoredCode]:
+    """The code indexes (codeindex.py) that still hold at HEAD: the base map's of the files
+    the change did not touch, and the fresh ones. `codeindex.complete` adds the others."""
+    touched = {path for change in changes for path in (change.old_path, change.new_path) if path}
+    code = {path: entry for path, entry in base.code.items() if path not in touched}
+    code.update(fresh.code)
+    return {path: entry for path, entry in code.items() if path in files}
 
 
 def _commits(repo: git.Repo, base: MapData, fresh: MapData) -> tuple[str, str]:

@@ -27,7 +27,7 @@ from typing import Any
 
 import git
 
-from selector import gitdiff
+from selector import codeindex, gitdiff
 from selector.carry import CarryError, carry_forward
 from selector.config import Config
 from selector.mapdb import MapData, MapError, MapIndex, merge, read_map, write_map
@@ -173,6 +173,7 @@ def update_local_map(
                 fresh, _report = carry_forward(repo, planned.base_map, base, fresh, config)
             except CarryError as error:
                 raise LocalRunError(str(error)) from None
+    codeindex.complete(repo, planned.snapshot, fresh)
     write_map(destination, fresh)
     return fresh
 

@@ -31,9 +31,10 @@ from pathlib import Path
 
 from coverage.numbits import numbits_to_nums, numbits_union, nums_to_numbits
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 ContextKey = tuple[str, str]  # (kind, name)
+_SQL_VARIABLES = 500  # bound parameters per statement, well under SQLite's limit
 SESSION: ContextKey = ("session", "")
 INCOMPLETE: ContextKey = ("incomplete", "")
 
@@ -76,7 +77,15 @@ CREATE TABLE includes (
 ) WITHOUT ROWID;
 CREATE INDEX includes_reverse ON includes (included_id);
 CREATE TABLE collected (nodeid TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE code (file_id INTEGER PRIMARY KEY REFERENCES file (id), data TEXT NOT NULL);
+CREATE TABLE code_name (
+    name TEXT NOT NULL,
+    file_id INTEGER NOT NULL REFERENCES file (id),
+    PRIMARY KEY (name, file_id)
+) WITHOUT ROWID;
 """
+# A file's code index (codeindex.py): its JSON text, and the words a lookup finds it by.
+StoredCode = tuple[str, tuple[str, ...]]
 
 
 class MapError(Exception):
@@ -135,6 +144,7 @@ class MapData:
     contexts: dict[ContextKey, Context] = field(default_factory=dict)
     tests: dict[str, TestResult] = field(default_factory=dict)
     collected: set[str] = field(default_factory=set)
+    code: dict[str, StoredCode] = field(default_factory=dict)  # Python file -> its index
 
     def context(self, key: ContextKey) -> Context:
         """The context `key`, created empty if new."""
@@ -214,7 +224,7 @@ def _insert(connection: sqlite3.Connection, data: MapData) -> None:
             ("python", meta.python),
         ],
     )
-    paths = set(data.files)
+    paths = set(data.files) | set(data.code)
     for context in data.contexts.values():
         paths.update(context.lines)
         paths.update(context.reads)
@@ -274,6 +284,14 @@ def _insert(connection: sqlite3.Connection, data: MapData) -> None:
     )
     connection.executemany(
         "INSERT INTO collected (nodeid) VALUES (?)", [(nodeid,) for nodeid in data.collected]
+    )
+    connection.executemany(
+        "INSERT INTO code (file_id, data) VALUES (?, ?)",
+        [(file_ids[path], text) for path, (text, _words) in data.code.items()],
+    )
+    connection.executemany(
+        "INSERT INTO code_name (name, file_id) VALUES (?, ?)",
+        [(word, file_ids[path]) for path, (_text, words) in data.code.items() for word in words],
     )
 
 
@@ -366,6 +384,13 @@ def _load(connection: sqlite3.Connection) -> MapData:
         data.contexts[keys[context_id]].includes.add(keys[included_id])
     data.tests = read_tests(connection)
     data.collected = {nodeid for (nodeid,) in connection.execute("SELECT nodeid FROM collected")}
+    words: dict[int, list[str]] = {}
+    for word, file_id in connection.execute("SELECT name, file_id FROM code_name"):
+        words.setdefault(file_id, []).append(word)
+    data.code = {
+        paths[file_id]: (text, tuple(sorted(words.get(file_id, ()))))
+        for file_id, text in connection.execute("SELECT file_id, data FROM code")
+    }
     return data
 
 
@@ -384,6 +409,7 @@ def merge(maps: list[MapData], meta: MapMeta) -> MapData:
     for fragment in sorted(maps, key=lambda data: data.meta.created):
         merged.files.update(fragment.files)
         merged.collected.update(fragment.collected)
+        merged.code.update(fragment.code)
         merged.tests.update(fragment.tests)
         for key, context in fragment.contexts.items():
             if key[0] == "test":
@@ -523,6 +549,37 @@ class MapIndex:
         if not early_contexts:
             seed += " AND context_id IN (SELECT id FROM context WHERE NOT early)"
         return self._tests_above(seed, parameters)
+
+    def code(self, path: str) -> str | None:
+        """The code index (codeindex.py) of `path` as recorded, if the map has one."""
+        file_id = self._file_ids.get(path)
+        row = self._connection.execute(
+            "SELECT data FROM code WHERE file_id = ?", [file_id]
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def indexed_files(self) -> set[str]:
+        """The files the map has a code index of."""
+        rows = self._connection.execute(
+            "SELECT file.path FROM code JOIN file ON file.id = code.file_id"
+        )
+        return {path for (path,) in rows}
+
+    def files_naming(self, words: Iterable[str]) -> dict[str, set[str]]:
+        """For each word, the indexed files whose code index lists it (one query)."""
+        wanted = sorted(set(words))
+        found: dict[str, set[str]] = {word: set() for word in wanted}
+        for start in range(0, len(wanted), _SQL_VARIABLES):
+            chunk = wanted[start : start + _SQL_VARIABLES]
+            rows = self._connection.execute(
+                "SELECT code_name.name, file.path FROM code_name"
+                " JOIN file ON file.id = code_name.file_id"
+                f" WHERE code_name.name IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for word, path in rows:
+                found[word].add(path)
+        return found
 
     def tests_reading(self, path: str) -> set[str]:
         """Tests that depend on a context that opened `path` for reading."""

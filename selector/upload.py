@@ -19,7 +19,7 @@ from pathlib import Path
 
 import git
 
-from selector import __version__, gitdiff
+from selector import __version__, codeindex, gitdiff
 from selector.carry import CarryError, CarryReport, carry_forward
 from selector.config import Config
 from selector.mapdb import MapData, MapError, MapMeta, merge, read_map
@@ -77,6 +77,7 @@ def upload(repo: git.Repo, request: UploadRequest, config: Config) -> UploadResu
         fresh = merge(fragments, merged_meta(commit, variant, fragments))
         built.append(_complete(repo, request, config, fresh, result))
     for data, carry in built:
+        codeindex.complete(repo, commit, data)
         result.stored.append(Stored(data, request.store.put(data), carry))
     return result
 

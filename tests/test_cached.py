@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sample import plan_after_change
+from sample import plan, plan_after_change
+from stored_maps import rewrite_only_map
 
 from projects import Project, git
 
@@ -429,3 +430,12 @@ def test_a_fixture_is_called_by_pytest_alone(project: Project) -> None:
     # `str(self._value)` hands some object's `_value` to a call, which could be the
     # module-level `_value`: but that is a fixture, which no code calls.
     assert plan_after_change(project.path, "tests/conftest.py", "return 3", "return 4") == {FIRST}
+
+
+def test_the_maps_code_index_gives_the_plan_a_parse_of_the_sources_gives(project: Project) -> None:
+    record(project, CACHED_RATE, "price(10)", 20, 20)
+    with_index = plan_after_change(project.path, "work/api.py", "return 2", "return 3")
+    rewrite_only_map(project.path / ".selector" / "maps", "DELETE FROM code_name")
+    rewrite_only_map(project.path / ".selector" / "maps", "DELETE FROM code")
+    without = plan(project.path, "--base", "main", "--no-working-tree")
+    assert set(without["selected"]) == with_index == {FIRST, LATER}

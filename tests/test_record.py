@@ -4,7 +4,10 @@ import sys
 
 import pytest
 from coverage.numbits import numbits_to_nums
+from sample import upload
+from stored_maps import only_map
 
+from selector import codeindex
 from selector.mapdb import MapData
 
 from projects import Project
@@ -513,3 +516,40 @@ def test_contexts_that_ran_before_the_first_test_are_early(project: Project) -> 
     assert ("fixture", "tests::shared") not in early
     assert ("session", "") not in early
     assert not any(kind == "test" for kind, _name in early)
+
+
+def test_the_stored_map_holds_the_code_index_of_every_python_file_run(project: Project) -> None:
+    project.write(
+        {
+            "work/__init__.py": "",
+            "work/api.py": """
+                from work.helpers import twice
+
+
+                def total(items):
+                    return twice(sum(items))
+            """,
+            "work/helpers.py": """
+                def twice(value):
+                    return 2 * value
+            """,
+            "tests/test_api.py": """
+                from work import api
+
+
+                def test_total():
+                    assert api.total([1, 2]) == 6
+            """,
+        }
+    )
+    project.commit()
+    project.record().assert_outcomes(passed=1)
+    upload(project.path)
+    code = only_map(project.path / ".selector" / "maps").code
+    assert {"work/api.py", "work/helpers.py", "tests/test_api.py"} <= code.keys()
+    text, words = code["work/api.py"]
+    index = codeindex.load(text)
+    assert index.functions["total"] == (project.line_of("work/api.py", "return twice"),) * 2
+    assert index.calls.names["twice"] == {"total"}
+    assert {"twice", "sum"} <= set(words)
+    assert index.bindings.imported["twice"][0].module == "work.helpers"

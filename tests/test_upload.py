@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from stored_maps import only_map, only_map_file
 
+from selector import codeindex
 from selector.carry import shift_line, statement_moves
 from selector.cli import main
 from selector.gitdiff import Hunk
@@ -217,6 +218,13 @@ def test_carried_forward_map_equals_a_full_recording_for_the_tests_not_rerun(
         for path, lines in full.test_lines(nodeid).items():
             assert lines <= carried.test_lines(nodeid)[path], (nodeid, path)
     assert carried.files == {path: full.files.get(path) for path in carried.files}
+    # Every Python file has its code index as at HEAD: made again for a changed or renamed
+    # one, kept for the others.
+    python = {path for path in carried.files if path.endswith(".py")}
+    assert python == carried.code.keys()
+    for path in python:
+        at_head = codeindex.build(ast.parse((project.path / path).read_bytes()))
+        assert carried.code[path] == codeindex.store(at_head), path
 
 
 def only_map_at(project: Project, commit: str) -> MapData:
