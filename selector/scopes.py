@@ -33,18 +33,31 @@ def statement_starts(tree: ast.Module) -> list[int]:
 
     Index 0 is unused; a line that no statement owns (blank, comment, past the end) maps
     to 0. A compound statement owns its header lines (decorators, signature, condition);
-    its body lines belong to the statements of the body. `ast.walk` is breadth-first, so
-    an inner statement is always visited after the statements that contain it and
-    overwrites their claim.
+    its body lines belong to the statements of the body. `_owners` yields a statement
+    before the statements inside it, so an inner one overwrites their claim. Only
+    statements are searched (this runs for every recorded file; expressions are most of
+    a tree and own no line of their own).
     """
-    last_line = max((getattr(node, "end_lineno", 0) or 0 for node in ast.walk(tree)), default=0)
+    owners = list(_owners(tree))
+    last_line = max((node.end_lineno or node.lineno for node in owners), default=0)
     owner = [0] * (last_line + 1)
-    for node in ast.walk(tree):
-        if isinstance(node, _OWNERS):
-            start = _start_line(node)
-            end = node.end_lineno or node.lineno
-            owner[start : end + 1] = [start] * (end + 1 - start)
+    for node in owners:
+        start = _start_line(node)
+        end = node.end_lineno or node.lineno
+        owner[start : end + 1] = [start] * (end + 1 - start)
     return owner
+
+
+def _owners(tree: ast.Module) -> Iterator[ast.stmt | ast.excepthandler]:
+    """Every statement and `except` clause, each before the ones inside it."""
+    pending: list[ast.AST] = [tree]
+    while pending:
+        for child in ast.iter_child_nodes(pending.pop()):
+            if isinstance(child, _OWNERS):
+                yield child
+                pending.append(child)
+            elif isinstance(child, ast.match_case):
+                pending.append(child)
 
 
 def normalise_lines(lines: Iterable[int], starts: list[int]) -> set[int]:
@@ -85,7 +98,7 @@ def imported_modules(tree: ast.Module, package: str | None) -> set[str]:
     and `pkg.name`, since `name` may be a submodule.
     """
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 names.update(_with_parents(alias.name))
