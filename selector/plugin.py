@@ -106,6 +106,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         recorder = Recorder(tracked, collector, run)
         early_config.pluginmanager.register(recorder, "selector-recorder")
         recorder.start()
+        try:
+            return (yield)
+        except BaseException:
+            recorder.discard()
+            raise
     return (yield)
 
 

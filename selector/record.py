@@ -129,8 +129,18 @@ class Recorder:
         importhook.uninstall()
         self._note_imported_modules()
         by_context = self._collector.stop()
-        children = self._children.finish() if self._children is not None else ChildData()
-        return by_context, children
+        children, self._children = self._children, None
+        return by_context, children.finish() if children is not None else ChildData()
+
+    def discard(self) -> None:
+        """Stop without writing a fragment: the run ended before its session did.
+
+        A conftest that fails to import or a usage error ends pytest before
+        `pytest_sessionfinish`; tracing must still stop and the children's run folder go.
+        """
+        if self._children is not None and not self._forked:
+            self._stop()
+            self.message = "run ended before its tests: no fragment written"
 
     def become_child(self) -> None:
         """In a fork of this process: record it as a child, write no fragment from it."""
@@ -277,7 +287,7 @@ class Recorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, exitstatus: int) -> None:
-        if self._controller or self._forked:
+        if self._controller or self._forked or self._children is None:
             return
         by_context, children = self._stop()
         if exitstatus not in _WRITE_EXIT_CODES:
@@ -295,6 +305,9 @@ class Recorder:
         commit_note = "" if self._run.commit else " (not in a git repository: commit null)"
         self.message = f"recorded {len(data.tests)} tests into {destination}{commit_note}"
         self.notes = _child_notes(children, self._incomplete)
+
+    def pytest_unconfigure(self) -> None:
+        self.discard()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         for line in [self.message, *self.notes] if self.message else []:

@@ -52,6 +52,30 @@ def test_interrupted_run_leaves_no_fragment_and_says_so(project: Project) -> Non
     assert project.fragments() == []
 
 
+@pytest.mark.parametrize(
+    ("files", "args"),
+    [
+        ({"conftest.py": "import does_not_exist\n"}, ()),
+        ({}, ("--selector-shard", "1")),  # a usage error in pytest_configure
+        ({}, ()),
+    ],
+    ids=["conftest-import-error", "usage-error", "complete-run"],
+)
+def test_a_run_leaves_no_temporary_folder(
+    project: Project,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    files: dict[str, str],
+    args: tuple[str, ...],
+) -> None:
+    temporary = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    project.write({"test_plain.py": "def test_plain():\n    pass\n", **files})
+    project.commit()
+    project.record(*args)
+    assert list(temporary.iterdir()) == []
+
+
 def test_crashed_run_leaves_nothing_behind(project: Project) -> None:
     project.write({"test_crash.py": "import os\n\ndef test_crash():\n    os._exit(3)\n"})
     project.commit()
