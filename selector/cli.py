@@ -25,6 +25,7 @@ EPILOG_MAPS = """examples:
   selector maps prune --keep 50 --older-than 30d
 """
 STORE_HELP = "a folder or s3://bucket/prefix (default: $SELECTOR_STORE, config, .selector/maps)"
+VARIANT_HELP = "map variant (default: config, $SELECTOR_VARIANT, pyX.Y)"
 EPILOG_PLAN = """examples:
   selector plan --base origin/main --format list | xargs -r pytest
   selector plan --base HEAD~3 --format json --output plan.json --shards 4
@@ -438,7 +439,7 @@ def stats(arguments: argparse.Namespace) -> int:
 def _map_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map", type=Path, help="map file (default: HEAD's, from the store)")
     parser.add_argument("--store", help=STORE_HELP)
-    parser.add_argument("--variant", help="map variant (default: config, $SELECTOR_VARIANT, pyX.Y)")
+    parser.add_argument("--variant", help=VARIANT_HELP)
 
 
 def _positive(text: str) -> int:
@@ -516,9 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     planner.add_argument("--map", type=Path, help="use this map file instead of the store")
     planner.add_argument("--store", help=STORE_HELP)
-    planner.add_argument(
-        "--variant", help="map variant (default: config, $SELECTOR_VARIANT, pyX.Y)"
-    )
+    planner.add_argument("--variant", help=VARIANT_HELP)
     planner.add_argument(
         "--working-tree",
         action=argparse.BooleanOptionalAction,
@@ -597,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runner.add_argument("--dry-run", action="store_true", help="only print what would run")
     runner.add_argument("--store", help=STORE_HELP)
-    runner.add_argument("--variant", help="map variant (default: config, $SELECTOR_VARIANT, pyX.Y)")
+    runner.add_argument("--variant", help=VARIANT_HELP)
     runner.set_defaults(handler=run, pytest_args=[])
     _add_maps_parser(commands)
     return parser

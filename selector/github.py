@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from selector.cli import VARIANT_HELP
+
 CACHE_KEY_PREFIX = "selector-map"
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -269,7 +271,7 @@ def _parser() -> argparse.ArgumentParser:
     keyer = actions.add_parser(
         "keys", help="the cache key of HEAD's map and the prefix that restores the newest"
     )
-    keyer.add_argument("--variant", help="map variant (default: config, $SELECTOR_VARIANT, pyX.Y)")
+    keyer.add_argument("--variant", help=VARIANT_HELP)
     keyer.set_defaults(handler=keys)
     taker = actions.add_parser(
         "take-map",

@@ -27,6 +27,44 @@ def git(path: Path, *args: str) -> str:
     return completed.stdout.strip()
 
 
+# A function that 12 of the 17 tests run and one that the other 5 run: a change to `used`
+# selects a part of the suite that shards can split.
+SPLIT_SUITE = {
+    "app.py": """
+        def used(x):
+            return x + 1
+
+
+        def other(x):
+            return x * 2
+    """,
+    **{
+        f"test_used_{index}.py": f"""
+            import pytest
+
+            import app
+
+
+            @pytest.mark.parametrize("x", [1, 2, 3])
+            def test_used(x):
+                assert app.used(x) == x + 1
+
+
+            def test_plain_{index}():
+                assert app.other({index}) == {index} * 2
+        """
+        for index in range(4)
+    },
+    "test_other.py": """
+        import app
+
+
+        def test_other():
+            assert app.other(1) == 2
+    """,
+}
+
+
 class Project:
     """A project in a temporary git repository, recorded with `pytest --selector-record`."""
 

@@ -41,7 +41,7 @@ from selector.mapdb import read_map
 from selector.plugin import FRAGMENT_DIR
 from selector.store import LocalStore
 
-from projects import GIT_ENV, git
+from projects import GIT_ENV, SPLIT_SUITE, git
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTION_FILE = ROOT / "action.yml"
@@ -613,41 +613,7 @@ class Hosting:
 
 # -- the project and the scenario --------------------------------------------------------
 
-PROJECT = {
-    ".gitignore": "__pycache__/\n",
-    "app.py": """
-        def used(x):
-            return x + 1
-
-
-        def other(x):
-            return x * 2
-    """,
-    **{
-        f"test_used_{index}.py": f"""
-            import pytest
-
-            import app
-
-
-            @pytest.mark.parametrize("x", [1, 2, 3])
-            def test_used(x):
-                assert app.used(x) == x + 1
-
-
-            def test_plain_{index}():
-                assert app.other({index}) == {index} * 2
-        """
-        for index in range(4)
-    },
-    "test_other.py": """
-        import app
-
-
-        def test_other():
-            assert app.other(1) == 2
-    """,
-}
+PROJECT = {".gitignore": "__pycache__/\n", **SPLIT_SUITE}
 CHANGED_FUNCTION = {"app.py": PROJECT["app.py"].replace("x + 1", "1 + x")}
 USED = {f"test_used_{i}.py::test_used[{x}]" for i in range(4) for x in (1, 2, 3)}
 PLAIN = {f"test_used_{i}.py::test_plain_{i}" for i in range(4)} | {"test_other.py::test_other"}

@@ -11,7 +11,7 @@ from selector.cli import main
 from selector.mapdb import read_map
 from selector.nodeids import covered
 
-from projects import Project
+from projects import SPLIT_SUITE, Project
 
 # "path::test PASSED [ 50%]" serially, "[gw0] [ 50%] PASSED path::test" under xdist.
 PASSED = re.compile(r"^(?:(?P<serial>\S+::\S+) PASSED|\[gw\d+\] \[...%\] PASSED (?P<xdist>\S+))")
@@ -20,37 +20,7 @@ PASSED = re.compile(r"^(?:(?P<serial>\S+::\S+) PASSED|\[gw\d+\] \[...%\] PASSED 
 @pytest.fixture
 def planned(project: Project) -> Project:
     """A recorded project with a committed change to a function used by part of the suite."""
-    project.write(
-        {
-            "app.py": """
-                def used(x):
-                    return x + 1
-
-                def other(x):
-                    return x * 2
-            """,
-            **{
-                f"test_used_{index}.py": f"""
-                    import pytest
-                    import app
-
-                    @pytest.mark.parametrize("x", [1, 2, 3])
-                    def test_used(x):
-                        assert app.used(x) == x + 1
-
-                    def test_plain_{index}():
-                        assert app.other({index}) == {index} * 2
-                """
-                for index in range(4)
-            },
-            "test_other.py": """
-                import app
-
-                def test_other():
-                    assert app.other(1) == 2
-            """,
-        }
-    )
+    project.write(SPLIT_SUITE)
     project.commit()
     project.record().assert_outcomes(passed=17)
     assert main(["upload-map"]) == 0
