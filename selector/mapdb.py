@@ -510,6 +510,29 @@ class MapIndex:
             parameters.append(nums_to_numbits(lines))
         return self._tests_above(seed, parameters)
 
+    def contexts_running(self, path: str, lines: Iterable[int]) -> set[ContextKey]:
+        """The contexts that ran any of `lines` of `path` themselves (not through includes)."""
+        file_id = self._file_ids.get(path)
+        if file_id is None:
+            return set()
+        rows = self._connection.execute(
+            "SELECT context.kind, context.name FROM line_bits"
+            " JOIN context ON context.id = line_bits.context_id"
+            " WHERE line_bits.file_id = ? AND lines_intersect(line_bits.numbits, ?)",
+            [file_id, nums_to_numbits(lines)],
+        )
+        return {(kind, name) for kind, name in rows}
+
+    def contexts_reading(self, path: str) -> set[ContextKey]:
+        """The contexts that opened `path` for reading themselves (not through includes)."""
+        file_id = self._file_ids.get(path)
+        rows = self._connection.execute(
+            "SELECT context.kind, context.name FROM file_read"
+            " JOIN context ON context.id = file_read.context_id WHERE file_read.file_id = ?",
+            [file_id],
+        )
+        return {(kind, name) for kind, name in rows}
+
     def lines_run(self, path: str) -> tuple[set[int], set[int]]:
         """Lines of `path` that ran: in early contexts, and in the others."""
         file_id = self._file_ids.get(path)

@@ -72,9 +72,9 @@ class GitSources:
                 return None
         return None if self._head is None else gitdiff.file_at(self._repo, self._head, path)
 
-    def mentioned_elsewhere(self, word: str, path: str) -> bool:
+    def files_mentioning(self, word: str) -> set[str]:
         where = None if self._working_tree else self._head
-        return bool(gitdiff.files_mentioning(self._repo, word, where) - {path})
+        return gitdiff.files_mentioning(self._repo, word, where)
 
     def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         return gitdiff.python_files_mentioning(self._repo, words, self._map_commit)

@@ -132,10 +132,11 @@ _NAMESPACE_READERS = frozenset(
     {"globals", "vars", "locals", "dir", "__dict__", "__getattr__", "__dir__", "getmembers"}
     | {"modules", "import_module", "__import__"}  # sys.modules[__name__] and friends
 )
-# Module-level names that pytest and unittest call because of their name alone.
+# Module-level names that pytest and unittest look up because of their name alone.
 _HOOK_NAMES = frozenset(
     {"setup_module", "teardown_module", "setUpModule", "tearDownModule", "load_tests"}
     | {"setup_function", "teardown_function", "setup", "teardown"}
+    | {"pytestmark", "collect_ignore", "collect_ignore_glob"}
 )
 
 
@@ -166,6 +167,14 @@ class NewDefinition:
 
 
 @dataclass(frozen=True)
+class ChangedConstant:
+    """A top-level `NAME = literal` whose literal value alone a change replaced."""
+
+    name: str
+    lines: tuple[int, int]  # of the statement in the old version
+
+
+@dataclass(frozen=True)
 class SourceChange:
     """How two versions of a Python file differ, in the terms of the selection rules.
 
@@ -173,9 +182,10 @@ class SourceChange:
     the header (decorators, signature, docstring) of every function that is not nested in
     another function. An `added` definition with `inert` False makes it True; inert ones
     alone leave it False, and nothing is listed in `added` when anything else at module
-    level changed. `changed_functions` are qualnames present in both versions whose own
-    body changed; the header of a nested function is part of its parent's own body, since
-    it is evaluated each time the parent runs.
+    level changed. Likewise `constants`: listed, with `module_changed` False, only when
+    they are all that changed at module level. `changed_functions` are qualnames present
+    in both versions whose own body changed; the header of a nested function is part of
+    its parent's own body, since it is evaluated each time the parent runs.
     """
 
     identical: bool
@@ -183,6 +193,7 @@ class SourceChange:
     changed_functions: tuple[str, ...]
     added: tuple[NewDefinition, ...]
     removed_functions: tuple[str, ...]
+    constants: tuple[ChangedConstant, ...] = ()
 
 
 def _docstring(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -482,7 +493,7 @@ class Bindings:
 
 def bindings(tree: ast.Module) -> Bindings:
     """The names `tree` binds by definitions and imports."""
-    defined = {node.name for node in _top_level_statements(tree) if isinstance(node, _DEFINITIONS)}
+    defined = {node.name for node in top_level_statements(tree) if isinstance(node, _DEFINITIONS)}
     classes: dict[str, Mentions] = {}
     imported: dict[str, list[ImportedName]] = {}
     modules: dict[str, list[str]] = {}
@@ -522,7 +533,7 @@ def _statements(tree: ast.Module) -> Iterator[ast.stmt]:
                 pending.append(child)
 
 
-def _top_level_statements(tree: ast.Module) -> Iterator[ast.stmt]:
+def top_level_statements(tree: ast.Module) -> Iterator[ast.stmt]:
     """Statements that run at module level: the body, and blocks of if/try/with in it."""
     pending: list[ast.AST] = [tree]
     while pending:
@@ -577,6 +588,11 @@ def _protocol_name(name: str) -> bool:
     )
 
 
+def reads_namespace(tree: ast.Module) -> bool:
+    """Whether the module may read its own globals by computed name (_NAMESPACE_READERS)."""
+    return not _identifiers(tree).isdisjoint(_NAMESPACE_READERS)
+
+
 def _has_star_import(tree: ast.Module) -> bool:
     """Whether `from ... import *` may bring names nobody can list into the module."""
     return any(
@@ -592,7 +608,7 @@ def _fresh_names(old: ast.Module) -> Callable[[str], bool]:
     reads its namespace by computed name, star-imports unknown names, or the name is a hook.
     """
     taken = _identifiers(old)
-    if _has_star_import(old) or not taken.isdisjoint(_NAMESPACE_READERS):
+    if _has_star_import(old) or reads_namespace(old):
         return lambda _name: False
     return lambda name: name not in taken and not _protocol_name(name)
 
@@ -766,10 +782,65 @@ def compare(old: ast.Module, new: ast.Module) -> SourceChange:
     skeleton_changed, added = (
         (False, ()) if same_skeleton else _module_level_change(old, new, old_skeleton, new_skeleton)
     )
+    constants: tuple[ChangedConstant, ...] = ()
+    if skeleton_changed and not added:
+        constants = _changed_constants(old, new, old_skeleton, new_skeleton)
+        skeleton_changed = not constants
     return SourceChange(
         identical=False,
         module_changed=skeleton_changed or ambiguous,
         changed_functions=changed,
         added=added,
         removed_functions=tuple(name for name in old_bodies if name not in new_bodies),
+        constants=constants,
     )
+
+
+def _changed_constants(
+    old: ast.Module, new: ast.Module, old_skeleton: list[_Outline], new_skeleton: list[_Outline]
+) -> tuple[ChangedConstant, ...]:
+    """The top-level literal assignments whose value alone changed, if nothing else did.
+
+    Evaluating a literal runs no code and cannot raise, so such a statement does nothing at
+    import but bind its name to another value: only code that reads the name can notice
+    (selector/constants.py finds it). A module that reads its namespace by computed name
+    may read it unnamed: then, and for any other module-level difference, none is listed.
+    """
+    if len(old_skeleton) != len(new_skeleton):
+        return ()
+    if reads_namespace(old) or reads_namespace(new):
+        return ()
+    found: list[ChangedConstant] = []
+    for old_statement, new_statement, old_outline, new_outline in zip(
+        old.body, new.body, old_skeleton, new_skeleton, strict=True
+    ):
+        if old_outline == new_outline:
+            continue
+        name = _constant_name(old_statement, new_statement)
+        if name is None:
+            return ()
+        end = old_statement.end_lineno or old_statement.lineno
+        found.append(ChangedConstant(name, (old_statement.lineno, end)))
+    return tuple(found)
+
+
+def _constant_name(old: ast.stmt, new: ast.stmt) -> str | None:
+    """The plain name both versions of an assignment bind to a literal, if that is all they do.
+
+    One target only (`a = b = 1` binds two), and an annotation, if any, unchanged.
+    """
+    match old, new:
+        case (
+            ast.Assign(targets=[ast.Name(id=name)], value=old_value),
+            ast.Assign(targets=[ast.Name(id=new_name)], value=new_value),
+        ):
+            pass
+        case (
+            ast.AnnAssign(target=ast.Name(id=name), annotation=old_annotation, value=old_value),
+            ast.AnnAssign(target=ast.Name(id=new_name), annotation=new_annotation, value=new_value),
+        ) if _outline(old_annotation) == _outline(new_annotation):
+            pass
+        case _:
+            return None
+    same_name = name == new_name and not _protocol_name(name)
+    return name if same_name and _literal(old_value) and _literal(new_value) else None

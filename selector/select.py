@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from selector import scopes
+from selector import constants, scopes
 from selector.cached import CachedCallers
 from selector.config import Config
 from selector.gitdiff import FileChange, Hunk
@@ -34,8 +34,8 @@ class ChangeSources(Protocol):
     def new(self, path: str) -> bytes | None:
         """Content of `path` on the planned side (HEAD or the working tree)."""
 
-    def mentioned_elsewhere(self, word: str, path: str) -> bool:
-        """Whether `word` occurs in any file but `path` on the planned side."""
+    def files_mentioning(self, word: str) -> set[str]:
+        """Every file on the planned side that holds `word` as a word."""
 
     def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         """For each word, the Python files of the map's commit that hold it as a word."""
@@ -204,6 +204,47 @@ class Selector:
                 self._selection.uncovered.append(f"{reason} (no recorded test runs it)")
         for added in change.added:
             self._added_definition(path, added)
+        for constant in change.constants:
+            self._changed_constant(path, hunks, constant)
+
+    def _changed_constant(
+        self, path: str, hunks: tuple[Hunk, ...], constant: scopes.ChangedConstant
+    ) -> None:
+        """A literal that alone changed: what reads its name (selector/constants.py)."""
+        first, last = constant.lines
+        where = f"{path}:{_new_lines(hunks, first, last)}"
+        readers = self._constant_readers(path, constant)
+        if isinstance(readers, str):
+            self._whole_file(path, f"{where} at module level ({constant.name}: {readers})")
+            return
+        reason = f"{where} {constant.name} changed"
+        for module in readers.at_import:
+            self._whole_file(module, f"{reason}; {module} reads it at import time")
+        for reader in readers.functions:
+            first, last = reader.body
+            read = f"{reason}; {reader.qualname} ({reader.path}) reads it"
+            tests = self._index.tests_running(reader.path, range(first, last + 1))
+            if tests:
+                self._select(tests, read)
+                self._ran_changed.append((reader.path, reader.qualname, tests, read))
+        if not readers.at_import and not readers.functions:
+            self._selection.uncovered.append(f"{reason} (no code reads it)")
+
+    def _constant_readers(
+        self, path: str, constant: scopes.ChangedConstant
+    ) -> constants.Readers | str:
+        """The readers of a changed constant, or why they cannot be known."""
+        first, last = constant.lines
+        ran = self._index.contexts_running(path, range(first, last + 1))
+        for kind, name in ran | self._index.contexts_reading(path):
+            if (kind, name) != ("import", path):
+                # Run by exec or as a script, or its source read: by code naming nothing.
+                return f"{path} ran or was read outside its import, in {kind} {name}"
+        return constants.find_readers(path, constant, self._sources, self._may_run)
+
+    def _may_run(self, path: str) -> bool:
+        """Whether a file that is not Python source may take part in a test run."""
+        return path in self._tests_by_file or not self._config.is_ignored(path)
 
     def _cached_results(self) -> None:
         """Tests that may use a cached result of a changed function without running it."""
@@ -225,7 +266,7 @@ class Selector:
         """A new inert top-level def/class: affects no existing test if its name is fresh."""
         first, last = added.lines
         where = f"{path}:{first}-{last}" if last > first else f"{path}:{first}"
-        if self._sources.mentioned_elsewhere(added.name, path):
+        if self._sources.files_mentioning(added.name) - {path}:
             self._whole_file(path, f"{where} new {added.name}, a name used in other files")
         elif self._is_test_file(path) and added.name.startswith(("test", "Test")):
             self._select_item(f"{path}::{added.name}", f"{where} new test {added.name}")

@@ -173,11 +173,16 @@ def write(root: Path, files: dict[str, str]) -> None:
 
 def build(root: Path) -> str:
     """Create, commit, record and upload the sample project; return the recorded commit."""
+    return build_project(root, FILES, returncode=1)  # test_known_bug fails
+
+
+def build_project(root: Path, files: dict[str, str], returncode: int = 0) -> str:
+    """Create, commit, record (pytest exits with `returncode`) and upload a project."""
     root.mkdir(parents=True, exist_ok=True)
-    write(root, FILES)
+    write(root, files)
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "shop")
+    git(root, "commit", "-q", "-m", "project")
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "--selector-record", "-p", "no:cacheprovider", "-q"],
         cwd=root,
@@ -185,7 +190,7 @@ def build(root: Path) -> str:
         text=True,
         check=False,
     )
-    assert run.returncode == 1, run.stdout + run.stderr  # test_known_bug fails
+    assert run.returncode == returncode, run.stdout + run.stderr
     upload(root)
     return git(root, "rev-parse", "HEAD")
 

@@ -130,6 +130,19 @@ def test_module_constant_used_at_import_time(shop: Shop) -> None:
     shop.replace("src/shop/constants.py", '("apple", "pear")', '("apple", "pear", "fig")')
     shop.commit()
     document = shop.plan()
+    # The test file reads it at import: its whole module, all of whose tests the map knows.
+    assert selected(document) == {"tests/test_catalog.py", FAILING}
+    reasons = document["tests"]["tests/test_catalog.py"]["reasons"]
+    assert reasons == [
+        "src/shop/constants.py:1 DEFAULT_NAMES changed; "
+        "tests/test_catalog.py reads it at import time"
+    ]
+
+
+def test_module_constant_computed_at_import(shop: Shop) -> None:
+    shop.replace("src/shop/constants.py", '("apple", "pear")', 'tuple(["apple", "pear"])')
+    shop.commit()
+    document = shop.plan()
     assert selected(document) == CATALOG_TESTS | {FAILING}
     reasons = document["tests"]["tests/test_catalog.py::test_names"]["reasons"]
     assert reasons == ["src/shop/constants.py:1 at module level"]
@@ -160,7 +173,7 @@ def test_docstring_is_code(shop: Shop) -> None:
 
 
 def test_module_only_imported_by_tests(shop: Shop) -> None:
-    shop.replace("src/shop/only_imported.py", "FLAG = True", "FLAG = False")
+    shop.replace("src/shop/only_imported.py", "FLAG = True", "FLAG = bool(0)")
     shop.commit()
     assert selected(shop.plan()) == CATALOG_TESTS | {FAILING}
 
@@ -218,7 +231,7 @@ def test_changed_function_that_no_test_runs_is_reported(shop: Shop) -> None:
 
 
 def test_conftest_module_level_change_selects_its_folder(shop: Shop) -> None:
-    shop.replace("tests/unit/conftest.py", "LIMIT = 5", "LIMIT = 6")
+    shop.replace("tests/unit/conftest.py", "LIMIT = 5", "LIMIT = int(6)")
     shop.commit()
     document = shop.plan()
     assert selected(document) == {"tests/unit", FAILING}

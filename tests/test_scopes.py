@@ -10,6 +10,7 @@ from textwrap import dedent
 import pytest
 
 from selector.scopes import (
+    ChangedConstant,
     FunctionScope,
     NewDefinition,
     SourceChange,
@@ -102,7 +103,7 @@ def test_same_tree_is_identical_and_selects_nothing(old: str, new: str) -> None:
 def test_equal_values_of_other_types_are_different_code(old: str, new: str) -> None:
     change = changes(old, new)
     assert not change.identical
-    assert change.module_changed
+    assert change.constants == (ChangedConstant("x", (1, 1)),)
 
 
 # -- rule 1: function bodies ----------------------------------------------------------------
@@ -185,7 +186,8 @@ MODULE_LEVEL = {
     "return-annotation": ("-> int", "-> float"),
     "class-attribute": ("sides = 4", "sides = 5"),
     "base-class": ("Shape(object)", "Shape(Base)"),
-    "module-constant": ("LIMIT = 3", "LIMIT = 4"),
+    "module-constant-computed": ("LIMIT = 3", "LIMIT = int(4)"),
+    "module-constant-renamed": ("LIMIT = 3", "MAXIMUM = 3"),
     "import": ("import os", "import sys"),
     "module-docstring": ("Module doc.", "Module docs."),
     "class-docstring": ("Class doc.", "Class docs."),
@@ -202,6 +204,54 @@ def test_module_level_change(before: str, after: str) -> None:
     assert change.module_changed
     assert not change.identical
     assert change.added == ()
+
+
+# -- rule 2, refined: a literal constant that alone changed -------------------------------
+
+CONSTANTS = {
+    "number": ("LIMIT = 4", ("LIMIT",)),
+    "container": ("LIMIT = (1, -2.5, {'a': [None]})", ("LIMIT",)),
+    "annotated": ("LIMIT: int = 4", ()),  # another kind of statement
+    "computed": ("LIMIT = max(3, 4)", ()),
+    "two-targets": ("LIMIT = OTHER = 4", ()),
+    "unhashable-key": ("LIMIT = {[1]: 2}", ()),  # raises at import
+}
+
+
+@pytest.mark.parametrize(("after", "names"), CONSTANTS.values(), ids=CONSTANTS)
+def test_a_changed_literal_constant_is_listed(after: str, names: tuple[str, ...]) -> None:
+    change = changes(BASE, edit(BASE, "LIMIT = 3", after))
+    assert change.constants == tuple(ChangedConstant(name, (4, 4)) for name in names)
+    assert change.module_changed == (not names)
+
+
+def test_a_changed_constant_and_a_changed_body_are_both_listed() -> None:
+    new = edit(edit(BASE, "LIMIT = 3", "LIMIT = 4"), "self.sides * scale", "scale * self.sides")
+    change = changes(BASE, new)
+    assert (change.constants, change.changed_functions) == (
+        (ChangedConstant("LIMIT", (4, 4)),),
+        ("Shape.area",),
+    )
+    assert not change.module_changed
+
+
+def test_names_python_gives_a_meaning_are_not_constants() -> None:
+    change = changes('__version__ = "1"\n', '__version__ = "2"\n')
+    assert change.module_changed
+    assert change.constants == ()
+
+
+def test_constants_are_not_listed_where_the_module_reads_its_namespace() -> None:
+    old = f"{BASE}\n\ndef lookup(name):\n    return globals()[name]\n"
+    change = changes(old, edit(old, "LIMIT = 3", "LIMIT = 4"))
+    assert change.module_changed
+    assert change.constants == ()
+
+
+def test_pytest_reads_some_module_names_itself() -> None:
+    change = changes("pytestmark = []\n", "pytestmark = ['skip']\n")
+    assert change.module_changed
+    assert change.constants == ()
 
 
 def test_removed_function_is_module_level_and_listed() -> None:
@@ -469,7 +519,7 @@ PAIRS = {
 def test_a_different_tree_always_reports_something(old: str, new: str) -> None:
     change = changes(old, new)
     assert not change.identical
-    assert change.module_changed or change.changed_functions or change.added
+    assert change.module_changed or change.changed_functions or change.added or change.constants
 
 
 @pytest.mark.parametrize(("old", "new"), [*PAIRS.values(), *SAME_TREE.values()])

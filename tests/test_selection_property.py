@@ -116,6 +116,8 @@ edits = st.builds(
 
 
 def write_project(root: Path, package: Package) -> None:
+    # Never "too much to narrow": every plan is judged, however much of the suite it selects.
+    (root / "selector.yml").write_text("max_fraction: 1\n")
     (root / "pkg").mkdir(parents=True, exist_ok=True)
     (root / "pkg" / "__init__.py").write_text("")
     modules = len(package.constants)

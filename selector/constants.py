@@ -1,0 +1,333 @@
+"""Who can notice a changed module-level constant: the code that reads its name.
+
+A top-level `NAME = literal` whose value alone changed (`scopes.ChangedConstant`) does
+nothing at import but bind NAME to another value; evaluating a literal runs no code and
+cannot raise. Code notices the change only by reading the value, and Python code reads a
+module global in one of four ways:
+
+1. by its name, in the module itself (`NAME`);
+2. as an attribute of the module (`settings.NAME`);
+3. after copying it: `from settings import NAME`, then by its name in the importer;
+4. by a computed name: `getattr(module, name)`, `vars(module)`, `globals()`, `dir()`.
+
+The first three write the name, so a word search over the repository finds every place
+that can read it (`name_uses`), and the value reaches tests only through those places: a
+function that reads it (the tests that ran the function, as if its body had changed, and
+the cached-results rule from there), or code that runs at import (the rule for a
+module-level change of that file). The fourth is ruled out where it can be, and the
+constant falls back to a module-level change of its file where it cannot:
+
+* the module, and every module that copies the name in with `from ... import NAME`, reads
+  no namespace by computed name (`scopes.reads_namespace`);
+* none of those module objects reaches code as a value (`module_escapes`): every mention
+  of a module's name is an import or an access to one named attribute, never an argument
+  (`configure(settings)`), an alias, a star import, a string (`import_module(...)`, a
+  `DJANGO_SETTINGS_MODULE` setting) or a file other than ignored documentation;
+* the statement ran, and the file was read, only while the module was imported
+  (`Selector` checks the map): a file that a tool runs with `exec`, like Sphinx's
+  `conf.py`, is read by code that names nothing.
+
+What remains is code outside the repository that imports a module by a name it builds
+itself, written nowhere in the repository, and reads its globals by computed names.
+"""
+
+import ast
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from selector import scopes
+
+_Context = str | None  # the qualname of the function whose code runs, None: import time
+_SOURCE_SUFFIXES = (".py", ".pyi")  # a stub runs nothing
+# Calls that touch the one attribute their second argument names: builtins, pytest's
+# monkeypatch.setattr/delattr, unittest.mock's patch.object.
+_NAMED_ACCESSORS = frozenset({"getattr", "hasattr", "setattr", "delattr", "object"})
+
+
+class Sources(Protocol):
+    """Both sides of the change, searched by word."""
+
+    def old(self, path: str) -> bytes | None:
+        """Content of `path` at the map's commit."""
+
+    def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
+        """For each word, the Python files of the map's commit that hold it as a word."""
+
+    def files_mentioning(self, word: str) -> set[str]:
+        """Every file on the planned side that holds `word` as a word."""
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A function whose code reads the constant."""
+
+    path: str
+    qualname: str
+    body: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Everything that can read a changed constant: functions, and files at import time."""
+
+    functions: tuple[Reader, ...]
+    at_import: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NameUses:
+    """Where one file's code mentions a name.
+
+    `functions`: qualnames of the functions whose own code mentions it (a nested
+    function's header is its parent's code). `at_import`: code that runs when the module
+    is imported mentions it: module level, class bodies, the headers of top-level
+    functions, and any function defined twice under one qualname (which one the map's
+    lines belong to cannot be told). `holds`: a module-level `from ... import NAME` copies
+    it into this module's namespace, which must then be as closed as the defining one.
+    `opaque`: why a use cannot be followed, if one cannot.
+    """
+
+    functions: frozenset[str]
+    at_import: bool
+    holds: bool
+    opaque: str | None
+
+
+def module_word(path: str) -> str:
+    """The name code writes to refer to the module in `path`: its last dotted part."""
+    file = PurePosixPath(path)
+    return file.parent.name if file.stem == "__init__" else file.stem
+
+
+def word_pattern(word: str) -> re.Pattern[str]:
+    """`word` as a whole word, as `git grep -w` finds it."""
+    return re.compile(rf"(?<![\w]){re.escape(word)}(?![\w])")
+
+
+def name_uses(tree: ast.Module, name: str, binding: tuple[int, int] | None = None) -> NameUses:
+    """Where `tree` mentions `name`; `binding` holds the changed statement itself (not a use).
+
+    A mention is the name as a variable or attribute, in any context (a store may be a
+    monkeypatch), or as a whole string (`getattr(module, "NAME")`), except in `__all__`,
+    which only star imports read (and `module_escapes` refuses those). The name inside a
+    longer string is code that cannot be followed (generated source, a doctest), unless
+    the string is a docstring without a doctest. An import of the name under another name
+    hides its later uses, and one into a class body puts it in a namespace that class
+    machinery walks: both are opaque.
+    """
+    pattern = word_pattern(name)
+    docstrings = _docstrings(tree)
+    exported = _exported_strings(tree)
+    top_level = {id(statement) for statement in scopes.top_level_statements(tree)}
+    functions: set[str] = set()
+    defined: dict[str, int] = {}
+    at_import = holds = False
+    for node, context in _walk(tree, defined):
+        mentioned = False
+        match node:
+            case ast.Name(id=found, ctx=ctx) if found == name:
+                in_binding = binding is not None and binding[0] <= node.lineno <= binding[1]
+                mentioned = not (in_binding and isinstance(ctx, ast.Store))
+            case ast.Attribute(attr=found) if found == name:
+                mentioned = True
+            case ast.Constant(value=str() as text) if pattern.search(text):
+                if text == name:
+                    mentioned = id(node) not in exported
+                elif id(node) not in docstrings or ">>>" in text:
+                    return _opaque(f"a string of code names {name}")
+            case ast.alias(name=imported, asname=alias) if alias is not None:
+                if imported.rpartition(".")[2] == name and alias != name:
+                    return _opaque(f"{name} is imported as {alias}")
+                mentioned = alias == name
+            case ast.ImportFrom(names=names) if context is None:
+                if any(alias.name == name for alias in names):
+                    if id(node) not in top_level:
+                        return _opaque(f"{name} is imported into a class body")
+                    holds = True
+        if mentioned:
+            if context is None:
+                at_import = True
+            else:
+                functions.add(context)
+    twice = {qualname for qualname in functions if defined.get(qualname, 0) > 1}
+    return NameUses(frozenset(functions - twice), at_import or bool(twice), holds, None)
+
+
+def _opaque(why: str) -> NameUses:
+    return NameUses(frozenset(), True, False, why)
+
+
+def module_escapes(tree: ast.Module, word: str) -> str | None:
+    """Why the module that code calls `word` may reach code as a value in `tree`, or None.
+
+    Allowed are imports under its own name (`import pkg.word`, `from pkg import word`,
+    `from pkg.word import NAME`) and accesses to one attribute that the code names
+    (`word.NAME`, `pkg.word.NAME`, `getattr(word, "NAME")`, `monkeypatch.setattr(word,
+    "NAME", value)`). Anything else may hand the module to code that reads its namespace:
+    the bare name as a value, an alias, a star import, a string, a doctest.
+    """
+    pattern = word_pattern(word)
+    docstrings = _docstrings(tree)
+    for node, parent in _with_parents(tree):
+        match node:
+            case ast.Name(id=found, ctx=ast.Load()) | ast.Attribute(attr=found, ctx=ast.Load()):
+                if found == word and not _named_access(node, parent):
+                    return f"{word} is used as a value"
+            case ast.alias(name=imported, asname=alias):
+                parts = imported.split(".")
+                if word in parts and alias is not None and alias != word:
+                    return f"{word} is imported as {alias}"
+            case ast.ImportFrom(module=module, names=names) if module is not None:
+                if word in module.split(".") and any(alias.name == "*" for alias in names):
+                    return f"names of {word} are star-imported"
+            case ast.Constant(value=str() as text) if pattern.search(text):
+                if id(node) not in docstrings or ">>>" in text:
+                    return f"a string names {word}"
+    return None
+
+
+def _named_access(node: ast.AST, parent: ast.AST | None) -> bool:
+    """Whether `node`, a module, is only the object of an access to one named attribute."""
+    match parent:
+        case ast.Attribute(value=value):
+            return value is node
+        case ast.Call(func=function, args=[first, ast.Constant(value=str()), *_]) if first is node:
+            match function:
+                case ast.Name(id=called) | ast.Attribute(attr=called):
+                    return called in _NAMED_ACCESSORS
+    return False
+
+
+def _exported_strings(tree: ast.Module) -> set[int]:
+    """Ids of the string constants that module-level `__all__` assignments list."""
+    found: set[int] = set()
+    for statement in scopes.top_level_statements(tree):
+        match statement:
+            case (
+                ast.Assign(targets=[ast.Name(id="__all__")], value=value)
+                | ast.AugAssign(target=ast.Name(id="__all__"), value=value)
+            ):
+                found.update(id(node) for node in ast.walk(value) if isinstance(node, ast.Constant))
+    return found
+
+
+def _docstrings(tree: ast.Module) -> set[int]:
+    """Ids of the docstring constants of the module, its classes and functions."""
+    found: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            match node.body:
+                case [ast.Expr(value=ast.Constant(value=str()) as docstring), *_]:
+                    found.add(id(docstring))
+    return found
+
+
+def _walk(tree: ast.Module, defined: dict[str, int]) -> Iterator[tuple[ast.AST, _Context]]:
+    """Every node with the function whose code runs it; counts definitions into `defined`.
+
+    Decorators, defaults and annotations run where the `def` runs; a class body runs where
+    the `class` statement runs. Qualnames are built like `scopes.function_scopes` builds
+    them. A lambda's body is charged to the code that makes the lambda.
+    """
+    pending: list[tuple[ast.AST, _Context, str]] = [(tree, None, "")]
+    while pending:
+        node, context, prefix = pending.pop()
+        yield node, context
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            qualname = prefix + node.name
+            defined[qualname] = defined.get(qualname, 0) + 1
+            header: list[ast.AST] = [*node.decorator_list, node.args]
+            header += [part for part in [node.returns, *getattr(node, "type_params", [])] if part]
+            pending += [(part, context, prefix) for part in header]
+            pending += [(statement, qualname, f"{qualname}.") for statement in node.body]
+        elif isinstance(node, ast.ClassDef):
+            inner = f"{prefix}{node.name}."
+            header = [*node.decorator_list, *node.bases, *node.keywords]
+            header += getattr(node, "type_params", [])
+            pending += [(part, context, prefix) for part in header]
+            pending += [(statement, context, inner) for statement in node.body]
+        else:
+            pending += [(child, context, prefix) for child in ast.iter_child_nodes(node)]
+
+
+def _with_parents(tree: ast.Module) -> Iterator[tuple[ast.AST, ast.AST | None]]:
+    """Every node with its parent."""
+    pending: list[tuple[ast.AST, ast.AST | None]] = [(tree, None)]
+    while pending:
+        node, parent = pending.pop()
+        yield node, parent
+        pending += [(child, node) for child in ast.iter_child_nodes(node)]
+
+
+def find_readers(
+    path: str,
+    constant: scopes.ChangedConstant,
+    sources: Sources,
+    may_run: Callable[[str], bool],
+) -> Readers | str:
+    """Everything that can read `constant` of `path`, or why that cannot be known.
+
+    `may_run(file)` says whether a file that is not Python source may run code that reads
+    the constant by a name written in it (a doctest file, a configuration that names a
+    module): one that does and names the module or the constant makes it unknowable.
+    """
+    name = constant.name
+    trees: dict[str, ast.Module] = {}
+    readers: list[Reader] = []
+    at_import: list[str] = []
+    holders = [path]
+    for file in sorted(sources.old_python_mentioning([name])[name] | {path}):
+        tree = _old_tree(sources, file, trees)
+        if tree is None:
+            return f"{file} is not valid Python"
+        uses = name_uses(tree, name, constant.lines if file == path else None)
+        if uses.opaque is not None:
+            return f"{file}: {uses.opaque}"
+        scopes_of_file = scopes.function_scopes(tree)
+        readers += [Reader(file, q, scopes_of_file[q].body) for q in sorted(uses.functions)]
+        if uses.at_import:
+            at_import.append(file)
+        if uses.holds and file != path:
+            holders.append(file)
+    why = _closed_namespaces(holders, name, sources, trees, may_run)
+    return why if why is not None else Readers(tuple(readers), tuple(at_import))
+
+
+def _closed_namespaces(
+    holders: list[str],
+    name: str,
+    sources: Sources,
+    trees: dict[str, ast.Module],
+    may_run: Callable[[str], bool],
+) -> str | None:
+    """Why a module holding the constant may be read by computed names, or None."""
+    for holder in holders[1:]:  # the defining module was checked by scopes
+        if scopes.reads_namespace(trees[holder]):
+            return f"{holder} reads its namespace by computed name"
+    words = {module_word(holder): holder for holder in holders}
+    mentioning = sources.old_python_mentioning(words)
+    for word, holder in words.items():
+        for file in sorted(mentioning[word] | {holder}):
+            tree = _old_tree(sources, file, trees)
+            why = f"{file} is not valid Python" if tree is None else module_escapes(tree, word)
+            if why is not None:
+                return f"{file}: {why}" if tree is not None else why
+    for word in [*words, name]:
+        for file in sorted(sources.files_mentioning(word)):
+            if not file.endswith(_SOURCE_SUFFIXES) and may_run(file):
+                return f"{file} names {word}"
+    return None
+
+
+def _old_tree(sources: Sources, path: str, trees: dict[str, ast.Module]) -> ast.Module | None:
+    """The parsed map-commit version of `path`, parsed once."""
+    if path not in trees:
+        source = sources.old(path)
+        tree = None if source is None else scopes.parse(source, path)
+        if tree is None:
+            return None
+        trees[path] = tree
+    return trees[path]
