@@ -56,6 +56,9 @@ class Sources(Protocol):
     def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         """For each word, the Python files of the map's commit that hold it as a word."""
 
+    def old_python_reading_attribute(self, name: str) -> set[str]:
+        """Python files of the map's commit where `name` follows a dot or is a quoted string."""
+
     def files_mentioning(self, word: str) -> set[str]:
         """Every file on the planned side that holds `word` as a word."""
 
@@ -270,16 +273,24 @@ def find_readers(
 ) -> Readers | str:
     """Everything that can read `constant` of `path`, or why that cannot be known.
 
-    `may_run(file)` says whether a file that is not Python source may run code that reads
-    the constant by a name written in it (a doctest file, a configuration that names a
-    module): one that does and names the module or the constant makes it unknowable.
+    Files are read where they can reach the module's value: the module itself, files that
+    name the module or a module holding a copy (a bare `NAME` elsewhere is that file's own
+    global: binding it to the module's value takes an import that names the module), and
+    files where the name follows a dot or is a quoted string (on a module found at run
+    time). `may_run(file)` says whether a file that is not Python source may run code that
+    names the module or the constant (a doctest file, a configuration naming a module).
     """
     name = constant.name
     trees: dict[str, ast.Module] = {}
     readers: list[Reader] = []
     at_import: list[str] = []
     holders = [path]
-    for file in sorted(sources.old_python_mentioning([name])[name] | {path}):
+    pending = {path, *sources.old_python_reading_attribute(name)}
+    done: set[str] = set()
+    while pending:
+        file = min(pending)
+        pending.discard(file)
+        done.add(file)
         tree = _old_tree(sources, file, trees)
         if tree is None:
             return f"{file} is not valid Python"
@@ -290,8 +301,12 @@ def find_readers(
         readers += [Reader(file, q, scopes_of_file[q].body) for q in sorted(uses.functions)]
         if uses.at_import:
             at_import.append(file)
-        if uses.holds and file != path:
-            holders.append(file)
+        if file == path or uses.holds:
+            if file != path:
+                holders.append(file)
+            word = module_word(file)
+            found = sources.old_python_mentioning([name, word])
+            pending |= (found[name] & found[word]) - done
     why = _closed_namespaces(holders, name, sources, trees, may_run)
     return why if why is not None else Readers(tuple(readers), tuple(at_import))
 

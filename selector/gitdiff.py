@@ -386,6 +386,22 @@ def python_files_mentioning(
     return found
 
 
+def python_files_reading_attribute(repo: git.Repo, name: str, commit: str) -> set[str]:
+    """Python files of ``commit`` where ``name`` follows a dot or is a whole quoted string.
+
+    Those are the places that can read a module's global without naming the module in the
+    same file (`module.NAME` on a module found at run time, `getattr(module, "NAME")`).
+    ``name`` is an identifier, so it needs no escaping in a regular expression.
+    """
+    patterns = [rf"\.[[:space:]]*{name}([^[:alnum:]_]|$)", f"[\"']{name}[\"']"]
+    arguments = [argument for pattern in patterns for argument in ("-e", pattern)]
+    status, output, stderr = _git(repo, "grep", "-z", "-l", "-E", *arguments, commit, "--", "*.py")
+    if status not in (0, 1):
+        raise GitError(_failure_message(repo, "grep", stderr))
+    prefix = f"{commit}:".encode()
+    return {os.fsdecode(path.removeprefix(prefix)) for path in output.split(b"\0") if path}
+
+
 @dataclass
 class _Raw:
     """One record of ``git diff --raw -z``: modes, blob ids, status letter and paths."""

@@ -79,6 +79,9 @@ class GitSources:
     def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         return gitdiff.python_files_mentioning(self._repo, words, self._map_commit)
 
+    def old_python_reading_attribute(self, name: str) -> set[str]:
+        return gitdiff.python_files_reading_attribute(self._repo, name, self._map_commit)
+
     def old_blobs(self) -> dict[str, str]:
         return gitdiff.tree_blobs(self._repo, self._map_commit)
 

@@ -40,6 +40,9 @@ class ChangeSources(Protocol):
     def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         """For each word, the Python files of the map's commit that hold it as a word."""
 
+    def old_python_reading_attribute(self, name: str) -> set[str]:
+        """Python files of the map's commit where `name` follows a dot or is a quoted string."""
+
     def old_blobs(self) -> dict[str, str]:
         """Blob id of every file at the map's commit."""
 

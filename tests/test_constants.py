@@ -152,6 +152,23 @@ FILES = {
     "work/escaped.py": """
         COLOUR = "red"
     """,
+    "work/local.py": """
+        TIMEOUT = 5
+
+
+        def own_timeout():
+            return TIMEOUT
+    """,
+    "work/sizes.py": """
+        SIZE_LIMIT = 7
+    """,
+    "work/registry.py": """
+        import sys
+
+
+        def collected():
+            return [getattr(module, "SIZE_LIMIT", None) for module in list(sys.modules.values())]
+    """,
     "work/named.py": """
         SIZE = 1
     """,
@@ -170,6 +187,20 @@ FILES = {
 
         def test_by_name():
             assert client.timeout_by_name() == 30
+    """,
+    "tests/test_local.py": """
+        from work import local
+
+
+        def test_own_timeout():
+            assert local.own_timeout() == 5
+    """,
+    "tests/test_registry.py": """
+        from work import registry, sizes
+
+
+        def test_collected():
+            assert 7 in registry.collected()
     """,
     "tests/test_derived.py": """
         from work import derived
@@ -263,6 +294,14 @@ def test_a_constant_read_through_the_module_selects_its_readers(project: Path) -
     reasons = document["tests"]["tests/test_client.py::test_timeout"]["reasons"]  # type: ignore[index]
     assert reasons == ["work/settings.py:3 TIMEOUT changed; timeout (work/client.py) reads it"]
     assert readers.isdisjoint(passing(project))
+
+
+def test_a_constant_read_from_a_module_found_at_run_time_selects_the_reader(
+    project: Path,
+) -> None:
+    document = change(project, "work/sizes.py", "SIZE_LIMIT = 7", "SIZE_LIMIT = 8")
+    assert selected(document) == {"tests/test_registry.py::test_collected"}
+    assert "tests/test_registry.py::test_collected" not in passing(project)
 
 
 def test_a_constant_copied_by_an_import_selects_the_readers_of_the_copy(project: Path) -> None:
