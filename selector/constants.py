@@ -22,10 +22,10 @@ constant falls back to a module-level change of its file where it cannot:
 * none of those module objects reaches code as a value (`module_escapes`): every mention
   of a module's name is an import or an access to one named attribute, never an argument
   (`configure(settings)`), an alias, a star import, a string (`import_module(...)`, a
-  `DJANGO_SETTINGS_MODULE` setting) or a file other than ignored documentation;
-* the statement ran, and the file was read, only while the module was imported
-  (`Selector` checks the map): a file that a tool runs with `exec`, like Sphinx's
-  `conf.py`, is read by code that names nothing.
+  `DJANGO_SETTINGS_MODULE` setting) or a file other than ignored documentation.
+
+Code that runs the file with `exec` (Sphinx's `conf.py`) or reads its text names nothing
+either; the map shows where that happened, and `Selector` selects those tests too.
 
 What remains is code outside the repository that imports a module by a name it builds
 itself, written nowhere in the repository, and reads its globals by computed names.

@@ -613,7 +613,20 @@ class MapIndex:
 
     def tests_including(self, kind: str, name: str) -> set[str]:
         """Tests that include the context (kind, name), directly or through others."""
-        return self._tests_above("SELECT id FROM context WHERE kind = ? AND name = ?", [kind, name])
+        return self.tests_including_any({(kind, name)})
+
+    def tests_including_any(self, keys: Iterable[ContextKey]) -> set[str]:
+        """Tests that include any of the contexts, directly or through others."""
+        wanted = sorted(keys)
+        tests: set[str] = set()
+        step = _SQL_VARIABLES // 2
+        for start in range(0, len(wanted), step):
+            chunk = wanted[start : start + step]
+            seed = "SELECT id FROM context WHERE " + " OR ".join(
+                ["(kind = ? AND name = ?)"] * len(chunk)
+            )
+            tests |= self._tests_above(seed, [part for key in chunk for part in key])
+        return tests
 
     def _tests_above(self, seed: str, parameters: list[object]) -> set[str]:
         """Recorded tests whose contexts include a seed context, directly or not.

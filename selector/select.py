@@ -213,10 +213,15 @@ class Selector:
     def _changed_constant(
         self, path: str, hunks: tuple[Hunk, ...], constant: scopes.ChangedConstant
     ) -> None:
-        """A literal that alone changed: what reads its name (selector/constants.py)."""
+        """A literal that alone changed: what reads its name (selector/constants.py).
+
+        Code that ran the statement, or read the file, other than the module's import ran
+        it with `exec` or read its text (a tool's `conf.py`, a test of source text): what
+        it did with the value names nothing, so the tests that include it are selected.
+        """
         first, last = constant.lines
         where = f"{path}:{_new_lines(hunks, first, last)}"
-        readers = self._constant_readers(path, constant)
+        readers = constants.find_readers(path, constant, self._sources, self._may_run)
         if isinstance(readers, str):
             self._whole_file(path, f"{where} at module level ({constant.name}: {readers})")
             return
@@ -230,20 +235,15 @@ class Selector:
             if tests:
                 self._select(tests, read)
                 self._ran_changed.append((reader.path, reader.qualname, tests, read))
-        if not readers.at_import and not readers.functions:
+        statement = range(constant.lines[0], constant.lines[1] + 1)
+        ran = self._index.contexts_running(path, statement)
+        outside = (ran | self._index.contexts_reading(path)) - {("import", path)}
+        self._select(
+            self._index.tests_including_any(outside),
+            f"{reason}; {path} was run or read outside its import",
+        )
+        if not readers.at_import and not readers.functions and not outside:
             self._selection.uncovered.append(f"{reason} (no code reads it)")
-
-    def _constant_readers(
-        self, path: str, constant: scopes.ChangedConstant
-    ) -> constants.Readers | str:
-        """The readers of a changed constant, or why they cannot be known."""
-        first, last = constant.lines
-        ran = self._index.contexts_running(path, range(first, last + 1))
-        for kind, name in ran | self._index.contexts_reading(path):
-            if (kind, name) != ("import", path):
-                # Run by exec or as a script, or its source read: by code naming nothing.
-                return f"{path} ran or was read outside its import, in {kind} {name}"
-        return constants.find_readers(path, constant, self._sources, self._may_run)
 
     def _may_run(self, path: str) -> bool:
         """Whether a file that is not Python source may take part in a test run."""
