@@ -56,11 +56,14 @@ class Sources(Protocol):
     def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         """For each word, the Python files of the map's commit that hold it as a word."""
 
+    def old_python_mentioning_all(self, words: Iterable[str]) -> set[str]:
+        """The Python files of the map's commit that hold every one of `words` as a word."""
+
     def old_python_reading_attribute(self, name: str) -> set[str]:
         """Python files of the map's commit where `name` follows a dot or is a quoted string."""
 
-    def files_mentioning(self, word: str) -> set[str]:
-        """Every file on the planned side that holds `word` as a word."""
+    def files_mentioning(self, words: Iterable[str]) -> set[str]:
+        """Every file on the planned side that holds one of `words` as a word."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,12 @@ def find_readers(
     """
     name = constant.name
     trees: dict[str, ast.Module] = {}
+    defining = _old_tree(sources, path, trees)
+    if defining is None:
+        return f"{path} is not valid Python"
+    why = module_escapes(defining, module_word(path))  # the cheapest refusal first
+    if why is not None:
+        return f"{path}: {why}"
     readers: list[Reader] = []
     at_import: list[str] = []
     holders = [path]
@@ -301,13 +310,11 @@ def find_readers(
         readers += [Reader(file, q, scopes_of_file[q].body) for q in sorted(uses.functions)]
         if uses.at_import:
             at_import.append(file)
+        if uses.holds and file != path:
+            holders.append(file)
         if file == path or uses.holds:
-            if file != path:
-                holders.append(file)
-            word = module_word(file)
-            found = sources.old_python_mentioning([name, word])
-            pending |= (found[name] & found[word]) - done
-    why = _closed_namespaces(holders, name, sources, trees, may_run)
+            pending |= sources.old_python_mentioning_all([name, module_word(file)]) - done
+    why = _closed_namespaces(holders, name, sources, trees=trees, may_run=may_run)
     return why if why is not None else Readers(tuple(readers), tuple(at_import))
 
 
@@ -315,6 +322,7 @@ def _closed_namespaces(
     holders: list[str],
     name: str,
     sources: Sources,
+    *,
     trees: dict[str, ast.Module],
     may_run: Callable[[str], bool],
 ) -> str | None:
@@ -327,13 +335,15 @@ def _closed_namespaces(
     for word, holder in words.items():
         for file in sorted(mentioning[word] | {holder}):
             tree = _old_tree(sources, file, trees)
-            why = f"{file} is not valid Python" if tree is None else module_escapes(tree, word)
+            if tree is None:
+                return f"{file} is not valid Python"
+            why = module_escapes(tree, word)
             if why is not None:
-                return f"{file}: {why}" if tree is not None else why
-    for word in [*words, name]:
-        for file in sorted(sources.files_mentioning(word)):
-            if not file.endswith(_SOURCE_SUFFIXES) and may_run(file):
-                return f"{file} names {word}"
+                return f"{file}: {why}"
+    named = sorted({*words, name})
+    for file in sorted(sources.files_mentioning(named)):
+        if not file.endswith(_SOURCE_SUFFIXES) and may_run(file):
+            return f"{file} names {' or '.join(named)}"
     return None
 
 

@@ -342,13 +342,16 @@ def working_tree_files(repo: git.Repo) -> list[str]:
     return sorted({os.fsdecode(path) for path in output.split(b"\0") if path})
 
 
-def files_mentioning(repo: git.Repo, word: str, commit: str | None) -> set[str]:
-    """Files of ``commit`` (None: the working tree) in which ``word`` occurs as a whole word.
+def files_mentioning(repo: git.Repo, words: Iterable[str], commit: str | None) -> set[str]:
+    """Files of ``commit`` (None: the working tree) in which any of ``words`` is a whole word.
 
     One ``git grep`` run; binary files count too, since any mention may be a use.
     """
     where = [commit] if commit else ["--untracked"]
-    status, output, stderr = _git(repo, "grep", "-z", "-l", "-w", "-F", "-e", word, *where, "--")
+    patterns = [argument for word in sorted(set(words)) for argument in ("-e", word)]
+    if not patterns:
+        return set()
+    status, output, stderr = _git(repo, "grep", "-z", "-l", "-w", "-F", *patterns, *where, "--")
     if status not in (0, 1):
         raise GitError(_failure_message(repo, "grep", stderr))
     prefix = f"{commit}:".encode() if commit else b""
@@ -384,6 +387,18 @@ def python_files_mentioning(
             found[word].add(path)
         position = end + 1
     return found
+
+
+def python_files_mentioning_all(repo: git.Repo, words: Iterable[str], commit: str) -> set[str]:
+    """Python files of ``commit`` in which every one of ``words`` occurs as a whole word."""
+    patterns = [argument for word in sorted(set(words)) for argument in ("-e", word)]
+    status, output, stderr = _git(
+        repo, "grep", "-z", "-l", "-w", "-F", "--all-match", *patterns, commit, "--", "*.py"
+    )
+    if status not in (0, 1):
+        raise GitError(_failure_message(repo, "grep", stderr))
+    prefix = f"{commit}:".encode()
+    return {os.fsdecode(path.removeprefix(prefix)) for path in output.split(b"\0") if path}
 
 
 def python_files_reading_attribute(repo: git.Repo, name: str, commit: str) -> set[str]:

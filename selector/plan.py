@@ -72,12 +72,15 @@ class GitSources:
                 return None
         return None if self._head is None else gitdiff.file_at(self._repo, self._head, path)
 
-    def files_mentioning(self, word: str) -> set[str]:
+    def files_mentioning(self, words: Iterable[str]) -> set[str]:
         where = None if self._working_tree else self._head
-        return gitdiff.files_mentioning(self._repo, word, where)
+        return gitdiff.files_mentioning(self._repo, words, where)
 
     def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         return gitdiff.python_files_mentioning(self._repo, words, self._map_commit)
+
+    def old_python_mentioning_all(self, words: Iterable[str]) -> set[str]:
+        return gitdiff.python_files_mentioning_all(self._repo, words, self._map_commit)
 
     def old_python_reading_attribute(self, name: str) -> set[str]:
         return gitdiff.python_files_reading_attribute(self._repo, name, self._map_commit)

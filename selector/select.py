@@ -34,11 +34,14 @@ class ChangeSources(Protocol):
     def new(self, path: str) -> bytes | None:
         """Content of `path` on the planned side (HEAD or the working tree)."""
 
-    def files_mentioning(self, word: str) -> set[str]:
-        """Every file on the planned side that holds `word` as a word."""
+    def files_mentioning(self, words: Iterable[str]) -> set[str]:
+        """Every file on the planned side that holds one of `words` as a word."""
 
     def old_python_mentioning(self, words: Iterable[str]) -> dict[str, set[str]]:
         """For each word, the Python files of the map's commit that hold it as a word."""
+
+    def old_python_mentioning_all(self, words: Iterable[str]) -> set[str]:
+        """The Python files of the map's commit that hold every one of `words` as a word."""
 
     def old_python_reading_attribute(self, name: str) -> set[str]:
         """Python files of the map's commit where `name` follows a dot or is a quoted string."""
@@ -269,7 +272,7 @@ class Selector:
         """A new inert top-level def/class: affects no existing test if its name is fresh."""
         first, last = added.lines
         where = f"{path}:{first}-{last}" if last > first else f"{path}:{first}"
-        if self._sources.files_mentioning(added.name) - {path}:
+        if self._sources.files_mentioning([added.name]) - {path}:
             self._whole_file(path, f"{where} new {added.name}, a name used in other files")
         elif self._is_test_file(path) and added.name.startswith(("test", "Test")):
             self._select_item(f"{path}::{added.name}", f"{where} new test {added.name}")
