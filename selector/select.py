@@ -229,6 +229,7 @@ class Selector:
             self._whole_file(path, f"{where} at module level ({constant.name}: {readers})")
             return
         reason = f"{where} {constant.name} changed"
+        reached = bool(readers.at_import)
         for module in readers.at_import:
             self._whole_file(module, f"{reason}; {module} reads it at import time")
         for reader in readers.functions:
@@ -238,15 +239,14 @@ class Selector:
             if tests:
                 self._select(tests, read)
                 self._ran_changed.append((reader.path, reader.qualname, tests, read))
+                reached = True
         statement = range(constant.lines[0], constant.lines[1] + 1)
         ran = self._index.contexts_running(path, statement)
         outside = (ran | self._index.contexts_reading(path)) - {("import", path)}
-        self._select(
-            self._index.tests_including_any(outside),
-            f"{reason}; {path} was run or read outside its import",
-        )
-        if not readers.at_import and not readers.functions and not outside:
-            self._selection.uncovered.append(f"{reason} (no code reads it)")
+        tests = self._index.tests_including_any(outside)
+        self._select(tests, f"{reason}; {path} was run or read outside its import")
+        if not (reached or tests):
+            self._selection.uncovered.append(f"{reason} (no recorded test reads it)")
 
     def _may_run(self, path: str) -> bool:
         """Whether a file that is not Python source may take part in a test run."""

@@ -313,7 +313,9 @@ def test_a_constant_copied_by_an_import_selects_the_readers_of_the_copy(project:
 def test_a_constant_nobody_reads_selects_nothing(project: Path) -> None:
     document = change(project, "work/settings.py", 'UNREAD = "x"', 'UNREAD = "y"')
     assert selected(document) == set()
-    assert document["uncovered_changes"] == ["work/settings.py:5 UNREAD changed (no code reads it)"]
+    assert document["uncovered_changes"] == [
+        "work/settings.py:5 UNREAD changed (no recorded test reads it)"
+    ]
 
 
 def test_a_constant_read_at_import_time_selects_what_depends_on_the_reader(project: Path) -> None:
