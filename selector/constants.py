@@ -45,6 +45,8 @@ _SOURCE_SUFFIXES = (".py", ".pyi")  # a stub runs nothing
 # Calls that touch the one attribute their second argument names: builtins, pytest's
 # monkeypatch.setattr/delattr, unittest.mock's patch.object.
 _NAMED_ACCESSORS = frozenset({"getattr", "hasattr", "setattr", "delattr", "object"})
+# Attributes of a module that are, or read, its whole namespace.
+_NAMESPACE_ATTRIBUTES = frozenset({"__dict__", "__getattribute__", "__getattr__", "__dir__"})
 
 
 class Sources(Protocol):
@@ -196,14 +198,18 @@ def module_escapes(tree: ast.Module, word: str) -> str | None:
 
 
 def _named_access(node: ast.AST, parent: ast.AST | None) -> bool:
-    """Whether `node`, a module, is only the object of an access to one named attribute."""
+    """Whether `node`, a module, is only the object of an access to one named attribute.
+
+    An attribute that is the namespace itself (`module.__dict__`) is no such access.
+    """
     match parent:
-        case ast.Attribute(value=value):
-            return value is node
-        case ast.Call(func=function, args=[first, ast.Constant(value=str()), *_]) if first is node:
-            match function:
-                case ast.Name(id=called) | ast.Attribute(attr=called):
-                    return called in _NAMED_ACCESSORS
+        case ast.Attribute(value=value, attr=attribute):
+            return value is node and attribute not in _NAMESPACE_ATTRIBUTES
+        case ast.Call(
+            func=ast.Name(id=called) | ast.Attribute(attr=called),
+            args=[first, ast.Constant(value=str() as attribute), *_],
+        ) if first is node:
+            return called in _NAMED_ACCESSORS and attribute not in _NAMESPACE_ATTRIBUTES
     return False
 
 

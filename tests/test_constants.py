@@ -88,6 +88,8 @@ ESCAPES = {
     "alias": ("import pkg.settings as s\n", "settings is imported as s"),
     "star": ("from pkg.settings import *\n", "names of settings are star-imported"),
     "string": ('import_module("pkg.settings")\n', "a string names settings"),
+    "namespace": ("x = settings.__dict__[key]\n", "settings is used as a value"),
+    "namespace-by-getattr": ('x = getattr(settings, "__dict__")\n', "settings is used as a value"),
 }
 
 
