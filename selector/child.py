@@ -19,8 +19,10 @@ or continues through `os.register_at_fork` (a child). It then records, into its 
 
 With the monitoring collector every new line is in the journal before it executes, so a
 child killed at any point has recorded everything it ran. coverage's tracer (Python 3.11)
-holds lines in memory: they are written at exit, at `os._exit`, at SIGTERM (the default
-disposition only: the handler writes, then dies of the signal as before), before an exec,
+holds lines in memory: they are written at exit, at `os._exit`, at SIGTERM in a child
+started as a new interpreter (the default disposition only: the handler writes, then dies of
+the signal as before; not in a fork of the pytest process, where a SIGTERM handler made
+`Pool.terminate()` hang now and then, as coverage.py found for its own), before an exec,
 and when the pytest process ends its run while the child still runs (journal.flush_signal,
 again only where that signal has its default disposition); a child killed otherwise leaves
 a journal without its end record, which makes the pytest process mark what the child
@@ -34,7 +36,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import NoReturn
@@ -230,7 +232,7 @@ def _start(
         journal.incomplete(recording.process)
         raise
     _RECORDING = recording
-    _install_handlers(write_through=write_through)
+    _install_handlers(write_through=write_through, on_sigterm=fresh)
     if _FLUSH_HANDLED:
         journal.flushes()
     journal.started()
@@ -243,8 +245,14 @@ def _new_collector(environment: ChildEnvironment, tracked: TrackedFiles) -> Line
     return make_collector("coverage", tracked)
 
 
-def _install_handlers(*, write_through: bool) -> None:
-    """Exit, fork and (for coverage's in-memory lines) kill handlers, once per process."""
+def _install_handlers(*, write_through: bool, on_sigterm: bool) -> None:
+    """Exit, fork and (for coverage's in-memory lines) signal handlers, once per process.
+
+    `on_sigterm`: also write at SIGTERM. Not in forks of the pytest process: there, with
+    a handler, a pool worker sent SIGTERM by `Pool.terminate()` now and then lived on, and
+    the pool's owner waited for it forever (about 1 run in 40 of a fork-pool test suite
+    under load, none without the handler). A fork killed before it wrote is incomplete.
+    """
     global _HANDLERS_INSTALLED  # noqa: PLW0603
     if _HANDLERS_INSTALLED:
         return
@@ -254,7 +262,7 @@ def _install_handlers(*, write_through: bool) -> None:
         os.register_at_fork(after_in_child=_after_fork)
     if not write_through:
         os._exit = _exit
-        _handle_signals()
+        _handle_signals(on_sigterm=on_sigterm)
 
 
 def _finish(timeout: float = -1) -> None:
@@ -268,9 +276,10 @@ def _exit(status: int) -> NoReturn:
     _ORIGINAL_EXIT(status)
 
 
-def _handle_signals() -> None:
+def _handle_signals(*, on_sigterm: bool = True) -> None:
     global _FLUSH_HANDLED  # noqa: PLW0603
-    _handle(getattr(signal, "SIGTERM", None), _on_sigterm)
+    if on_sigterm:
+        _handle(getattr(signal, "SIGTERM", None), _on_sigterm)
     _FLUSH_HANDLED = _handle(flush_signal(), _on_flush_request)
 
 
@@ -288,13 +297,26 @@ def _handle(signum: int | None, handler: Callable[[int, FrameType | None], None]
 
 
 def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
-    _finish(_SIGNAL_TIMEOUT)
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
+    """Write the journal's end, then die of the signal as the process would have.
+
+    Dying must not depend on the writing: an exception would go into whatever code the
+    signal interrupted, and the process would live on. A journal without an end marks the
+    child's data incomplete, which is safe.
+    """
+    try:
+        _finish(_SIGNAL_TIMEOUT)
+    finally:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _on_flush_request(_signum: int, _frame: FrameType | None) -> None:
-    _finish(_SIGNAL_TIMEOUT)
+    """Write what is in memory; never raise into the code the signal interrupted.
+
+    If writing fails the journal has no end, and the child's data counts as incomplete.
+    """
+    with suppress(Exception):
+        _finish(_SIGNAL_TIMEOUT)
 
 
 def _after_fork() -> None:
@@ -302,5 +324,8 @@ def _after_fork() -> None:
     recording = _RECORDING
     if recording is None:
         return
+    sigterm = getattr(signal, "SIGTERM", None)
+    if sigterm is not None and signal.getsignal(sigterm) is _on_sigterm:
+        signal.signal(sigterm, signal.SIG_DFL)  # no SIGTERM handler in forks: see above
     recording.journal.abandon()
     _start(recording.environment, recording.context(), recording.tracked, recording.collector)

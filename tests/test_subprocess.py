@@ -8,6 +8,9 @@ or leaving through os._exit. The default collector of the running Python records
 (a child killed before coverage wrote its lines) both are run where both exist.
 """
 
+import os
+import signal
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -192,7 +195,11 @@ def test_pool_tasks_belong_to_the_tests_that_submit_them(
                 def pool():
                     workers = {pool}
                     yield workers
-                    workers.__exit__(None, None, None)
+                    if hasattr(workers, "join"):  # a Pool: let its workers exit and write
+                        workers.close()
+                        workers.join()
+                    else:
+                        workers.shutdown()
             """,
             "tests/test_pool.py": textwrap.dedent(POOL_TESTS)
             + f"\n\ndef submit(pool, function, argument):\n    return {submit}\n",
@@ -216,6 +223,43 @@ def test_pool_tasks_belong_to_the_tests_that_submit_them(
     start_up = depends(project, data, unrelated, "work/tasks.py", 'FACTOR = int("10")')
     assert start_up == forkserver
     assert not any(incomplete(data, nodeid) for nodeid in data.tests)
+
+
+def test_a_terminated_fork_pool_ends_and_leaves_complete_or_incomplete_data(
+    project: Project,
+) -> None:
+    """`with Pool() as pool` terminates its workers with SIGTERM. A fork of the pytest
+    process has no SIGTERM handler (with one, the pool's owner sometimes waited forever):
+    what a killed worker had not written marks its tests incomplete, never lost unseen."""
+    project.write(
+        {
+            **POOL_TASKS,
+            "tests/conftest.py": """
+                import multiprocessing
+
+                import pytest
+
+                from work import tasks
+
+
+                @pytest.fixture(scope="session")
+                def pool():
+                    with multiprocessing.get_context("fork").Pool(2) as workers:
+                        yield workers
+            """,
+            "tests/test_pool.py": textwrap.dedent(POOL_TESTS)
+            + "\n\ndef submit(pool, function, argument):\n"
+            + "    return pool.apply(function, (argument,))\n",
+        }
+    )
+    project.commit()
+    project.record().assert_outcomes(passed=4)
+    data = project.fragment()
+    for nodeid, text in [
+        ("tests/test_pool.py::test_map", "return number * number"),
+        ("tests/test_pool.py::test_submit", "return number * FACTOR"),
+    ]:
+        assert depends(project, data, nodeid, "work/tasks.py", text) or incomplete(data, nodeid)
 
 
 def test_a_pool_kept_by_the_code_under_test_serves_later_tests(project: Project) -> None:
@@ -650,3 +694,33 @@ def test_a_journal_lacks_lines_only_if_its_child_ran_its_own_code(
     journal = read_journal(writer.path)
     assert journal is not None
     assert journal.complete is complete
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("signum", ["SIGTERM", "flush"])
+def test_a_signal_handler_that_cannot_write_the_journal_changes_nothing_else(signum: str) -> None:
+    """SIGTERM still kills the child (a pool worker that survived `Pool.terminate()` hung its
+    pool's owner), and a flush request raises nothing into the code it interrupts."""
+    script = textwrap.dedent(
+        f"""
+        import os, signal, time
+        from selector import child, journal
+
+        def unwritable(timeout=-1):
+            raise RuntimeError("the journal cannot be written")
+
+        child._finish = unwritable
+        child._handle_signals()
+        signum = signal.SIGTERM if {signum!r} == "SIGTERM" else journal.flush_signal()
+        os.kill(os.getpid(), signum)
+        time.sleep(0.1)
+        print("went on")
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    if signum == "SIGTERM":
+        assert completed.returncode == -signal.SIGTERM, completed
+    else:
+        assert (completed.returncode, completed.stdout) == (0, "went on\n"), completed
