@@ -191,6 +191,7 @@ class Selector:
         if old_tree is None or new_tree is None:
             self._whole_file(path, f"{path}: not valid Python on one side of the change")
             return
+        self._source_readers(path, hunks)
         change = scopes.compare(old_tree, new_tree)
         if change.identical:
             return
@@ -213,14 +214,27 @@ class Selector:
         for constant in change.constants:
             self._changed_constant(path, hunks, constant)
 
+    def _source_readers(self, path: str, hunks: tuple[Hunk, ...]) -> None:
+        """Tests that read a changed Python file's text depend on all of it, comments too.
+
+        Importing reads it in the module's own import context, which this leaves out; what
+        else read it (`inspect.getsource`, a test of source text, a tool that `exec`s it, a
+        traceback) is selected whatever the change, even one to a comment.
+        """
+        outside = self._index.contexts_reading(path) - {("import", path)}
+        self._select(
+            self._index.tests_including_any(outside),
+            f"{path}:{_new_lines(hunks)} changed, and its text was read outside its import",
+        )
+
     def _changed_constant(
         self, path: str, hunks: tuple[Hunk, ...], constant: scopes.ChangedConstant
     ) -> None:
         """A literal that alone changed: what reads its name (selector/constants.py).
 
-        Code that ran the statement, or read the file, other than the module's import ran
-        it with `exec` or read its text (a tool's `conf.py`, a test of source text): what
-        it did with the value names nothing, so the tests that include it are selected.
+        Code other than the module's import that ran the statement (`runpy`, a tool) did
+        with the value what names nothing: the tests that include it are selected; those
+        that read the file's text were (`_source_readers`).
         """
         first, last = constant.lines
         where = f"{path}:{_new_lines(hunks, first, last)}"
@@ -241,11 +255,10 @@ class Selector:
                 self._ran_changed.append((reader.path, reader.qualname, tests, read))
                 reached = True
         statement = range(constant.lines[0], constant.lines[1] + 1)
-        ran = self._index.contexts_running(path, statement)
-        outside = (ran | self._index.contexts_reading(path)) - {("import", path)}
+        outside = self._index.contexts_running(path, statement) - {("import", path)}
         tests = self._index.tests_including_any(outside)
-        self._select(tests, f"{reason}; {path} was run or read outside its import")
-        if not (reached or tests):
+        self._select(tests, f"{reason}; {path} ran outside its import")
+        if not (reached or tests or self._index.contexts_reading(path) - {("import", path)}):
             self._selection.uncovered.append(f"{reason} (no recorded test reads it)")
 
     def _may_run(self, path: str) -> bool:

@@ -330,10 +330,13 @@ def test_a_module_read_outside_its_import_selects_what_read_it(project: Path) ->
     document = change(project, "work/plugin.py", "LEVEL = 1", "LEVEL = 2")
     assert selected(document) == {"tests/test_plugin.py::test_exec"}
     reasons = document["tests"]["tests/test_plugin.py::test_exec"]["reasons"]  # type: ignore[index]
-    assert reasons == [
-        "work/plugin.py:1 LEVEL changed; work/plugin.py was run or read outside its import"
-    ]
+    assert reasons == ["work/plugin.py:1 changed, and its text was read outside its import"]
     assert "tests/test_plugin.py::test_exec" not in passing(project)
+
+
+def test_a_comment_in_a_file_whose_text_a_test_reads_selects_that_test(project: Path) -> None:
+    document = change(project, "work/plugin.py", "LEVEL = 1", "LEVEL = 1  # the level")
+    assert selected(document) == {"tests/test_plugin.py::test_exec"}
 
 
 def test_a_module_handed_to_code_as_a_value_is_a_module_level_change(project: Path) -> None:
