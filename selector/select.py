@@ -18,7 +18,7 @@ from selector import constants, scopes
 from selector.cached import CachedCallers
 from selector.config import Config
 from selector.gitdiff import FileChange, Hunk
-from selector.mapdb import INCOMPLETE, MapIndex
+from selector.mapdb import INCOMPLETE, SESSION, ContextKey, MapIndex
 from selector.nodeids import covered, item_of, prefixes
 
 _FAILED_OUTCOMES = ("failed", "error")
@@ -221,7 +221,7 @@ class Selector:
         else read it (`inspect.getsource`, a test of source text, a tool that `exec`s it, a
         traceback) is selected whatever the change, even one to a comment.
         """
-        outside = self._index.contexts_reading(path) - {("import", path)}
+        outside = self._index.contexts_reading(path) - _loading(path)
         self._select(
             self._index.tests_including_any(outside),
             f"{path}:{_new_lines(hunks)} changed, and its text was read outside its import",
@@ -255,10 +255,10 @@ class Selector:
                 self._ran_changed.append((reader.path, reader.qualname, tests, read))
                 reached = True
         statement = range(constant.lines[0], constant.lines[1] + 1)
-        outside = self._index.contexts_running(path, statement) - {("import", path)}
+        outside = self._index.contexts_running(path, statement) - _loading(path)
         tests = self._index.tests_including_any(outside)
         self._select(tests, f"{reason}; {path} ran outside its import")
-        if not (reached or tests or self._index.contexts_reading(path) - {("import", path)}):
+        if not (reached or tests or self._index.contexts_reading(path) - _loading(path)):
             self._selection.uncovered.append(f"{reason} (no recorded test reads it)")
 
     def _may_run(self, path: str) -> bool:
@@ -436,6 +436,18 @@ def _still_defined(item: str, definitions: _Definitions | None) -> bool:
         methods = definitions.methods.get(parts[0])
         return methods is None or parts[1] in methods
     return True
+
+
+def _loading(path: str) -> set[ContextKey]:
+    """The contexts in which Python and pytest load `path` as a module.
+
+    Its import; its collection, where pytest's assertion rewriting reads a test file before
+    the import begins; and for a conftest.py the session, in which pytest imports it.
+    """
+    loading: set[ContextKey] = {("import", path), ("collect", path)}
+    if PurePosixPath(path).name == "conftest.py":
+        loading.add(SESSION)
+    return loading
 
 
 def _new_lines(hunks: tuple[Hunk, ...], first: int = 0, last: int = sys.maxsize) -> str:

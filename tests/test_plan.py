@@ -198,6 +198,14 @@ def test_formatting_and_comments_select_nothing(shop: Shop) -> None:
     assert document["uncovered_changes"] == []
 
 
+def test_comments_in_test_files_and_conftest_select_nothing(shop: Shop) -> None:
+    """pytest reads them to rewrite asserts: that reading is loading, not a test's doing."""
+    shop.replace("tests/test_pricing.py", "def test_net():", "# net\ndef test_net():")
+    shop.replace("tests/conftest.py", "import pytest\n", "import pytest  # fixtures\n")
+    shop.commit()
+    assert selected(shop.plan()) == {FAILING}
+
+
 def test_new_inert_function_with_a_fresh_name_selects_nothing(shop: Shop) -> None:
     with (shop.path / "src/shop/pricing.py").open("a") as source:
         source.write("\n\ndef tax_free(price):\n    return price\n")
