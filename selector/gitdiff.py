@@ -347,11 +347,18 @@ def files_mentioning(repo: git.Repo, words: Iterable[str], commit: str | None) -
 
     One ``git grep`` run; binary files count too, since any mention may be a use.
     """
-    where = [commit] if commit else ["--untracked"]
     patterns = [argument for word in sorted(set(words)) for argument in ("-e", word)]
     if not patterns:
         return set()
-    status, output, stderr = _git(repo, "grep", "-z", "-l", "-w", "-F", *patterns, *where, "--")
+    return _files_matching(repo, ["-w", "-F", *patterns], commit)
+
+
+def _files_matching(
+    repo: git.Repo, arguments: list[str], commit: str | None, *paths: str
+) -> set[str]:
+    """The files of ``commit`` (None: the working tree) that ``git grep -l`` matches."""
+    where = [commit] if commit else ["--untracked"]
+    status, output, stderr = _git(repo, "grep", "-z", "-l", *arguments, *where, "--", *paths)
     if status not in (0, 1):
         raise GitError(_failure_message(repo, "grep", stderr))
     prefix = f"{commit}:".encode() if commit else b""
@@ -392,13 +399,7 @@ def python_files_mentioning(
 def python_files_mentioning_all(repo: git.Repo, words: Iterable[str], commit: str) -> set[str]:
     """Python files of ``commit`` in which every one of ``words`` occurs as a whole word."""
     patterns = [argument for word in sorted(set(words)) for argument in ("-e", word)]
-    status, output, stderr = _git(
-        repo, "grep", "-z", "-l", "-w", "-F", "--all-match", *patterns, commit, "--", "*.py"
-    )
-    if status not in (0, 1):
-        raise GitError(_failure_message(repo, "grep", stderr))
-    prefix = f"{commit}:".encode()
-    return {os.fsdecode(path.removeprefix(prefix)) for path in output.split(b"\0") if path}
+    return _files_matching(repo, ["-w", "-F", "--all-match", *patterns], commit, "*.py")
 
 
 def python_files_reading_attribute(repo: git.Repo, name: str, commit: str) -> set[str]:
@@ -410,11 +411,7 @@ def python_files_reading_attribute(repo: git.Repo, name: str, commit: str) -> se
     """
     patterns = [rf"\.[[:space:]]*{name}([^[:alnum:]_]|$)", f"[\"']{name}[\"']"]
     arguments = [argument for pattern in patterns for argument in ("-e", pattern)]
-    status, output, stderr = _git(repo, "grep", "-z", "-l", "-E", *arguments, commit, "--", "*.py")
-    if status not in (0, 1):
-        raise GitError(_failure_message(repo, "grep", stderr))
-    prefix = f"{commit}:".encode()
-    return {os.fsdecode(path.removeprefix(prefix)) for path in output.split(b"\0") if path}
+    return _files_matching(repo, ["-E", *arguments], commit, "*.py")
 
 
 @dataclass

@@ -526,6 +526,8 @@ class MapIndex:
     def contexts_reading(self, path: str) -> set[ContextKey]:
         """The contexts that opened `path` for reading themselves (not through includes)."""
         file_id = self._file_ids.get(path)
+        if file_id is None:
+            return set()
         rows = self._connection.execute(
             "SELECT context.kind, context.name FROM file_read"
             " JOIN context ON context.id = file_read.context_id WHERE file_read.file_id = ?",

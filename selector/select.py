@@ -191,7 +191,7 @@ class Selector:
         if old_tree is None or new_tree is None:
             self._whole_file(path, f"{path}: not valid Python on one side of the change")
             return
-        self._source_readers(path, hunks)
+        read_as_text = self._source_readers(path, hunks)
         change = scopes.compare(old_tree, new_tree)
         if change.identical:
             return
@@ -212,23 +212,30 @@ class Selector:
         for added in change.added:
             self._added_definition(path, added)
         for constant in change.constants:
-            self._changed_constant(path, hunks, constant)
+            self._changed_constant(path, hunks, constant, read_as_text=read_as_text)
 
-    def _source_readers(self, path: str, hunks: tuple[Hunk, ...]) -> None:
+    def _source_readers(self, path: str, hunks: tuple[Hunk, ...]) -> bool:
         """Tests that read a changed Python file's text depend on all of it, comments too.
 
         Importing reads it in the module's own import context, which this leaves out; what
         else read it (`inspect.getsource`, a test of source text, a tool that `exec`s it, a
-        traceback) is selected whatever the change, even one to a comment.
+        traceback) is selected whatever the change, even one to a comment. Returns whether
+        anything did.
         """
         outside = self._index.contexts_reading(path) - _loading(path)
         self._select(
             self._index.tests_including_any(outside),
             f"{path}:{_new_lines(hunks)} changed, and its text was read outside its import",
         )
+        return bool(outside)
 
     def _changed_constant(
-        self, path: str, hunks: tuple[Hunk, ...], constant: scopes.ChangedConstant
+        self,
+        path: str,
+        hunks: tuple[Hunk, ...],
+        constant: scopes.ChangedConstant,
+        *,
+        read_as_text: bool,
     ) -> None:
         """A literal that alone changed: what reads its name (selector/constants.py).
 
@@ -258,7 +265,7 @@ class Selector:
         outside = self._index.contexts_running(path, statement) - _loading(path)
         tests = self._index.tests_including_any(outside)
         self._select(tests, f"{reason}; {path} ran outside its import")
-        if not (reached or tests or self._index.contexts_reading(path) - _loading(path)):
+        if not (reached or tests or read_as_text):
             self._selection.uncovered.append(f"{reason} (no recorded test reads it)")
 
     def _may_run(self, path: str) -> bool:
