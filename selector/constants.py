@@ -62,7 +62,8 @@ class Sources(Protocol):
         """The Python files of the map's commit that hold every one of `words` as a word."""
 
     def old_python_reading_attribute(self, name: str) -> set[str]:
-        """Python files of the map's commit where `name` follows a dot or is a quoted string."""
+        """Python files of the map's commit where `name` follows a dot or is a quoted string,
+        or that star-import a package relatively (`from . import *`)."""
 
     def files_mentioning(self, words: Iterable[str]) -> set[str]:
         """Every file on the planned side that holds one of `words` as a word."""
@@ -95,13 +96,16 @@ class NameUses:
     functions, and any function defined twice under one qualname (which one the map's
     lines belong to cannot be told). `holds`: a module-level `from ... import NAME` copies
     it into this module's namespace, which must then be as closed as the defining one.
-    `opaque`: why a use cannot be followed, if one cannot.
+    `opaque`: why a use cannot be followed, if one cannot. `star_levels`: the levels of its
+    relative star imports (`from . import *` is 1), which copy a package's names without
+    writing the package's name: the file holds the name if that package does.
     """
 
     functions: frozenset[str]
     at_import: bool
     holds: bool
     opaque: str | None
+    star_levels: tuple[int, ...] = ()
 
 
 def module_word(path: str) -> str:
@@ -132,6 +136,7 @@ def name_uses(tree: ast.Module, name: str, binding: tuple[int, int] | None = Non
     top_level = {id(statement) for statement in scopes.top_level_statements(tree)}
     functions: set[str] = set()
     defined: dict[str, int] = {}
+    star_levels: list[int] = []
     at_import = holds = False
     for node, context in _walk(tree, defined):
         mentioned = False
@@ -150,6 +155,8 @@ def name_uses(tree: ast.Module, name: str, binding: tuple[int, int] | None = Non
                 if imported.rpartition(".")[2] == name and alias != name:
                     return _opaque(f"{name} is imported as {alias}")
                 mentioned = alias == name
+            case ast.ImportFrom(module=None, names=[ast.alias(name="*")], level=level):
+                star_levels.append(level)  # `from . import *`: only at module level
             case ast.ImportFrom(names=names) if context is None:
                 if any(alias.name == name for alias in names):
                     if id(node) not in top_level:
@@ -161,7 +168,8 @@ def name_uses(tree: ast.Module, name: str, binding: tuple[int, int] | None = Non
             else:
                 functions.add(context)
     twice = {qualname for qualname in functions if defined.get(qualname, 0) > 1}
-    return NameUses(frozenset(functions - twice), at_import or bool(twice), holds, None)
+    levels = tuple(sorted(star_levels))
+    return NameUses(frozenset(functions - twice), at_import or bool(twice), holds, None, levels)
 
 
 def _opaque(why: str) -> NameUses:
@@ -286,8 +294,9 @@ def find_readers(
     name the module or a module holding a copy (a bare `NAME` elsewhere is that file's own
     global: binding it to the module's value takes an import that names the module), and
     files where the name follows a dot or is a quoted string (on a module found at run
-    time). `may_run(file)` says whether a file that is not Python source may run code that
-    names the module or the constant (a doctest file, a configuration naming a module).
+    time) or that star-import a package relatively (`from . import *`). `may_run(file)`
+    says whether a file that is not Python source may run code that names the module or
+    the constant (a doctest file, a configuration naming a module).
     """
     name = constant.name
     trees: dict[str, ast.Module] = {}
@@ -300,6 +309,8 @@ def find_readers(
     readers: list[Reader] = []
     at_import: list[str] = []
     holders = [path]
+    searched: set[str] = set()  # holders whose importers were looked for
+    stars: dict[str, set[str]] = {}  # file -> the packages it star-imports relatively
     pending = {path, *sources.old_python_reading_attribute(name)}
     done: set[str] = set()
     while pending:
@@ -318,8 +329,13 @@ def find_readers(
             at_import.append(file)
         if uses.holds and file != path:
             holders.append(file)
-        if file == path or uses.holds:
-            pending |= sources.old_python_mentioning_all([name, module_word(file)]) - done
+        stars[file] = {_package_init(file, level) for level in uses.star_levels}
+        while promoted := _star_importers(stars, holders):
+            holders += promoted
+        for holder in holders:
+            if holder not in searched:
+                searched.add(holder)
+                pending |= sources.old_python_mentioning_all([name, module_word(holder)]) - done
     why = _closed_namespaces(holders, name, sources, trees=trees, may_run=may_run)
     return why if why is not None else Readers(tuple(readers), tuple(at_import))
 
@@ -351,6 +367,20 @@ def _closed_namespaces(
         if not file.endswith(_SOURCE_SUFFIXES) and may_run(file):
             return f"{file} names {' or '.join(named)}"
     return None
+
+
+def _star_importers(stars: dict[str, set[str]], holders: list[str]) -> list[str]:
+    """The files, not yet holders, that star-import a holding package (`from . import *`)."""
+    holding = set(holders)
+    return [file for file, packages in stars.items() if file not in holding and packages & holding]
+
+
+def _package_init(path: str, level: int) -> str:
+    """The `__init__.py` that a relative import of `level` in `path` names (`.` is 1)."""
+    folder = PurePosixPath(path).parent
+    for _ in range(level - 1):
+        folder = folder.parent
+    return (folder / "__init__.py").as_posix()
 
 
 def _old_tree(sources: Sources, path: str, trees: dict[str, ast.Module]) -> ast.Module | None:

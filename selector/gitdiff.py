@@ -403,13 +403,19 @@ def python_files_mentioning_all(repo: git.Repo, words: Iterable[str], commit: st
 
 
 def python_files_reading_attribute(repo: git.Repo, name: str, commit: str) -> set[str]:
-    """Python files of ``commit`` where ``name`` follows a dot or is a whole quoted string.
+    """Python files of ``commit`` where ``name`` follows a dot or is a whole quoted string,
+    or that star-import a package relatively (`from . import *`).
 
     Those are the places that can read a module's global without naming the module in the
-    same file (`module.NAME` on a module found at run time, `getattr(module, "NAME")`).
-    ``name`` is an identifier, so it needs no escaping in a regular expression.
+    same file (`module.NAME` on a module found at run time, `getattr(module, "NAME")`, a
+    bare `NAME` copied from the package's `__init__`). ``name`` is an identifier, so it
+    needs no escaping in a regular expression.
     """
-    patterns = [rf"\.[[:space:]]*{name}([^[:alnum:]_]|$)", f"[\"']{name}[\"']"]
+    patterns = [
+        rf"\.[[:space:]]*{name}([^[:alnum:]_]|$)",
+        f"[\"']{name}[\"']",
+        r"from[[:space:]]+\.+[[:space:]]*import[[:space:]]+\*",
+    ]
     arguments = [argument for pattern in patterns for argument in ("-e", pattern)]
     return _files_matching(repo, ["-E", *arguments], commit, "*.py")
 

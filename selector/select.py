@@ -44,7 +44,8 @@ class ChangeSources(Protocol):
         """The Python files of the map's commit that hold every one of `words` as a word."""
 
     def old_python_reading_attribute(self, name: str) -> set[str]:
-        """Python files of the map's commit where `name` follows a dot or is a quoted string."""
+        """Python files of the map's commit where `name` follows a dot or is a quoted string,
+        or that star-import a package relatively (`from . import *`)."""
 
     def old_blobs(self) -> dict[str, str]:
         """Blob id of every file at the map's commit."""

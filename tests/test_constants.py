@@ -49,6 +49,11 @@ def test_name_uses(source: str, functions: set[str], at_import: bool) -> None:
     assert uses == NameUses(frozenset(functions), at_import, False, None)
 
 
+def test_a_relative_star_import_is_listed_with_its_level() -> None:
+    source = "from . import *\nfrom .. import *\n"
+    assert name_uses(parsed(source), "LIMIT").star_levels == (1, 2)
+
+
 def test_the_changed_statement_is_no_use_and_an_import_holds_the_name() -> None:
     source = "from m import LIMIT\nLIMIT = 3\n"
     assert name_uses(parsed(source), "LIMIT", (2, 2)) == NameUses(frozenset(), False, True, None)
@@ -171,6 +176,16 @@ FILES = {
         def collected():
             return [getattr(module, "SIZE_LIMIT", None) for module in list(sys.modules.values())]
     """,
+    "work/limits/__init__.py": """
+        CEILING = 9
+    """,
+    "work/limits/use.py": """
+        from . import *
+
+
+        def ceiling():
+            return CEILING
+    """,
     "work/named.py": """
         SIZE = 1
     """,
@@ -203,6 +218,13 @@ FILES = {
 
         def test_collected():
             assert 7 in registry.collected()
+    """,
+    "tests/test_limits.py": """
+        from work.limits import use
+
+
+        def test_ceiling():
+            assert use.ceiling() == 9
     """,
     "tests/test_derived.py": """
         from work import derived
@@ -305,6 +327,12 @@ def test_a_constant_read_from_a_module_found_at_run_time_selects_the_reader(
     document = change(project, "work/sizes.py", "SIZE_LIMIT = 7", "SIZE_LIMIT = 8")
     assert selected(document) == {"tests/test_registry.py::test_collected"}
     assert "tests/test_registry.py::test_collected" not in passing(project)
+
+
+def test_a_constant_copied_by_a_relative_star_import_selects_its_readers(project: Path) -> None:
+    document = change(project, "work/limits/__init__.py", "CEILING = 9", "CEILING = 10")
+    assert selected(document) == {"tests/test_limits.py::test_ceiling"}
+    assert "tests/test_limits.py::test_ceiling" not in passing(project)
 
 
 def test_a_constant_copied_by_an_import_selects_the_readers_of_the_copy(project: Path) -> None:
