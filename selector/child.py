@@ -20,9 +20,10 @@ or continues through `os.register_at_fork` (a child). It then records, into its 
 With the monitoring collector every new line is in the journal before it executes, so a
 child killed at any point has recorded everything it ran. coverage's tracer (Python 3.11)
 holds lines in memory: they are written at exit, at `os._exit`, at SIGTERM in a child
-started as a new interpreter (the default disposition only: the handler writes, then dies of
-the signal as before; not in a fork of the pytest process, where a SIGTERM handler made
-`Pool.terminate()` hang now and then, as coverage.py found for its own), before an exec,
+started as a new interpreter and in its forks (the default disposition only: the handler
+writes, then dies of the signal as before; not in a fork of the pytest process, where a
+SIGTERM handler made `Pool.terminate()` hang now and then, as coverage.py found for its
+own), before an exec,
 and when the pytest process ends its run while the child still runs (journal.flush_signal,
 again only where that signal has its default disposition); a child killed otherwise leaves
 a journal without its end record, which makes the pytest process mark what the child
@@ -324,8 +325,5 @@ def _after_fork() -> None:
     recording = _RECORDING
     if recording is None:
         return
-    sigterm = getattr(signal, "SIGTERM", None)
-    if sigterm is not None and signal.getsignal(sigterm) is _on_sigterm:
-        signal.signal(sigterm, signal.SIG_DFL)  # no SIGTERM handler in forks: see above
     recording.journal.abandon()
     _start(recording.environment, recording.context(), recording.tracked, recording.collector)
