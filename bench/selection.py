@@ -1,16 +1,17 @@
 """Does selector select every test a change breaks, and how few others, next to pytest-testmon?
 
-    python bench/selection.py [--python 3.12] [--mutants 30] [--seed 1]
+    python bench/selection.py [--suite attrs|dateutil] [--python 3.12] [--mutants 30] [--seed 1]
 
-On a third-party suite (attrs, the pin of ``record_overhead.py``): record a map with selector and
-a .testmondata with testmon at commit C, and the plain outcome of every test (twice: tests whose
-outcome differs between the two runs are flaky and not judged). Then, for seeded single-line
-mutants (see ``_mutate.py``), each committed on top of C: run the whole suite plain to find the
-tests whose outcome the mutant changes ("failing"), ask selector for its plan from C, and ask
-testmon, from a fresh copy of the baseline data, which tests it would collect. A tool is safe on
-a mutant when it selects every failing test; its precision is how small a share of the suite it
-selects. A failing test that a tool missed counts only if it fails when run alone, too (see
-``evaluate``). Prints a Markdown report on stdout; exits 1 if selector missed any failing test.
+On a third-party suite (attrs, the pin of ``record_overhead.py``, or python-dateutil): record a
+map with selector and a .testmondata with testmon at commit C, and the plain outcome of every
+test (twice: tests whose outcome differs between the two runs are flaky and not judged). Then,
+for seeded single-line mutants (see ``_mutate.py``), each committed on top of C: run the whole
+suite plain to find the tests whose outcome the mutant changes ("failing"), ask selector for its
+plan from C, and ask testmon, from a fresh copy of the baseline data, which tests it would
+collect. A tool is safe on a mutant when it selects every failing test; its precision is how
+small a share of the suite it selects. A failing test that a tool missed counts only if it fails
+when run alone, too (see ``evaluate``). Prints a Markdown report on stdout; exits 1 if selector
+missed any failing test.
 """
 
 from __future__ import annotations
@@ -45,22 +46,47 @@ from _suite import (
     unpack,
 )
 
-# The pin, requirements and arguments of record_overhead.py's attrs suite: see the reasons there.
-SDIST = Sdist("attrs", "25.4.0", "16d5969b87f0859ef33a48b35d55ac1be6e42ae49d5e853b597db70c35c57e11")
-REQUIREMENTS = (
-    "pytest==8.4.2",
-    "hypothesis==6.140.3",
-    "cloudpickle==3.1.1",
-    "pympler==1.1",
-    "coverage==7.10.7",
-    "pytest-cov==7.0.0",
-    "pytest-testmon==2.2.0",
-)
-SUITE_ARGS = (
-    "-p", "no:randomly", "--hypothesis-seed=0",
-    "--deselect=tests/test_converters.py::TestPipe::test_wrapped_annotation",
-)  # fmt: skip
-SOURCES, TESTS = ("src",), ("tests",)
+
+@dataclass(frozen=True)
+class Suite:
+    """A third-party suite to mutate: its pinned sdist, what its tests need, how they run, and
+    which folders hold the code under test and the tests."""
+
+    sdist: Sdist
+    requirements: tuple[str, ...]
+    args: tuple[str, ...]
+    sources: tuple[str, ...]
+    tests: tuple[str, ...]
+
+
+TOOLS = ("coverage==7.10.7", "pytest-cov==7.0.0", "pytest-testmon==2.2.0")
+SUITES = {
+    # The pin, requirements and arguments of record_overhead.py's attrs suite: see the reasons
+    # there. attrs builds classes at import in every test module: the hard case for selection.
+    "attrs": Suite(
+        Sdist("attrs", "25.4.0",
+              "16d5969b87f0859ef33a48b35d55ac1be6e42ae49d5e853b597db70c35c57e11"),
+        ("pytest==8.4.2", "hypothesis==6.140.3", "cloudpickle==3.1.1", "pympler==1.1", *TOOLS),
+        ("-p", "no:randomly", "--hypothesis-seed=0",
+         "--deselect=tests/test_converters.py::TestPipe::test_wrapped_annotation"),
+        ("src",),
+        ("tests",),
+    ),
+    # A library of separate modules (parser, rrule, tz, relativedelta, easter), each imported
+    # by its own test files: the common shape. Its setup.cfg turns warnings into errors, so
+    # the tools must run warning-free. The docs' exercises are not part of the suite.
+    "dateutil": Suite(
+        Sdist(
+            "python-dateutil",
+            "2.9.0.post0",
+            "37dd54208da7e1cd875388217d5e00ebd4179249f90fb72437e91a35459a0ad3",
+        ),
+        ("pytest==8.4.2", "hypothesis==6.140.3", "freezegun==1.5.5", "six==1.17.0", *TOOLS),
+        ("-p", "no:randomly", "--hypothesis-seed=0", "-o", "testpaths=tests"),
+        ("src",),
+        ("tests",),
+    ),
+}  # fmt: skip
 # How a plan words a selection made only by the cached-results rule (selector/select.py).
 CACHED_REASON = "its result may be cached for"
 # Each run loads only the tool it measures. Plain runs go on past a module that no longer imports,
@@ -93,6 +119,7 @@ class TimedOut(Exception):
 class Workspace:
     """The benchmark's own clone of the suite, its virtualenv, and where run artefacts go."""
 
+    suite: Suite
     repo: Path
     python: Path
     scratch: Path
@@ -137,27 +164,28 @@ class Verdict:
         return self.failing - (self.selector if tool == "selector" else self.testmon)
 
 
-def prepare(version: str) -> Workspace:
+def prepare(version: str, suite: Suite) -> Workspace:
     """Clone the pinned suite into the benchmark's own folder and build its virtualenv.
 
     Mutants are committed in a clone, never in the shared snapshot that other benchmarks run, and
     the clone is what the virtualenv installs editable: code under test must be the mutated code.
     The clone is made afresh every time, so no mutant or tool data of an earlier run survives.
     """
-    shared = unpack_snapshot()
-    folder = CACHE / "selection" / SDIST.stem
+    sdist = suite.sdist
+    shared = unpack_snapshot(sdist)
+    folder = CACHE / "selection" / sdist.stem
     repo = folder / "repo"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     run(["git", "clone", "-q", shared, repo])
     (repo / "selector.yml").write_text(SELECTOR_CONFIG)
     selector_version = freeze_selector(folder / "selector-ci")
-    env = {**os.environ, "SETUPTOOLS_SCM_PRETEND_VERSION": SDIST.version}
-    requirements = ("-e", str(repo), "-e", str(folder / "selector-ci"), *REQUIREMENTS)
-    venv = CACHE / "venvs" / f"{SDIST.stem}-selection-py{version}"
+    env = {**os.environ, "SETUPTOOLS_SCM_PRETEND_VERSION": sdist.version}
+    requirements = ("-e", str(repo), "-e", str(folder / "selector-ci"), *suite.requirements)
+    venv = CACHE / "venvs" / f"{sdist.stem}-selection-py{version}"
     python = make_venv(find_python(version), venv, requirements, env)
     base = run(["git", "-C", repo, "rev-parse", "HEAD"]).strip()
-    return Workspace(repo, python, folder, base, selector_version)
+    return Workspace(suite, repo, python, folder, base, selector_version)
 
 
 def freeze_selector(target: Path) -> str:
@@ -180,10 +208,10 @@ def freeze_selector(target: Path) -> str:
     return f"{described} (package sha256 {digest.hexdigest()[:12]})"
 
 
-def unpack_snapshot() -> Path:
-    """The shared, committed suite folder (the same one record_overhead.py measures)."""
-    folder = unpack(SDIST)
-    git_snapshot(folder, f"{SDIST.stem} from its PyPI sdist")
+def unpack_snapshot(sdist: Sdist) -> Path:
+    """The shared, committed suite folder (for attrs, the same one record_overhead.py measures)."""
+    folder = unpack(sdist)
+    git_snapshot(folder, f"{sdist.stem} from its PyPI sdist")
     return folder
 
 
@@ -205,7 +233,7 @@ def pytest(
     """Run the suite's pytest with extra arguments in the clone; a hang raises ``TimedOut``."""
     # Hypothesis replays the failures it saved: a mutant's must not leak into the next run.
     shutil.rmtree(ws.repo / ".hypothesis", ignore_errors=True)
-    command = [str(ws.python), "-m", "pytest", *SUITE_ARGS, *map(str, args)]
+    command = [str(ws.python), "-m", "pytest", *ws.suite.args, *map(str, args)]
     try:
         return subprocess.run(
             command, cwd=ws.repo, env=pytest_env(), capture_output=True, text=True,
@@ -524,8 +552,8 @@ def versions(ws: Workspace) -> str:
     """Versions the numbers depend on, as installed in the benchmark's virtualenv."""
     script = (
         "import importlib.metadata as m, platform; "
-        "print(', '.join(f'{n} {m.version(n)}' for n in ('attrs', 'pytest', 'pytest-testmon', "
-        "'coverage', 'hypothesis')) + ', Python ' + platform.python_version())"
+        f"print(', '.join(f'{{n}} {{m.version(n)}}' for n in ({ws.suite.sdist.name!r}, 'pytest', "
+        "'pytest-testmon', 'coverage', 'hypothesis')) + ', Python ' + platform.python_version())"
     )
     return run([ws.python, "-c", script]).strip()
 
@@ -542,7 +570,8 @@ def report(
     return [
         f"Command: `{shlex.join(['python', 'bench/selection.py', *argv])}`",
         "",
-        f"Suite: {SDIST.stem} (PyPI sdist, editable install); selector {ws.selector_version}; "
+        f"Suite: {ws.suite.sdist.stem} (PyPI sdist, editable install); "
+        f"selector {ws.selector_version}; "
         f"{versions(ws)}; "
         f"{platform.platform()}. {len(baseline.outcomes)} tests, {len(baseline.flaky)} flaky at "
         f"the base (not judged); plain run {baseline.seconds:.0f} s. selector runs with "
@@ -566,6 +595,7 @@ def report(
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--suite", choices=sorted(SUITES), default="attrs", help="default: attrs")
     parser.add_argument("--python", default="3.12", help="major.minor version (default 3.12)")
     parser.add_argument("--mutants", type=int, default=30, help="number of mutants (default 30)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the mutant draw (default 1)")
@@ -578,8 +608,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> int:
     """Record the baseline, judge every mutant, report; exit 1 if selector missed a failing test."""
     args = parse_args(argv)
-    ws = prepare(args.python)
-    mutants = draw(ws.repo, SOURCES, TESTS, args.mutants, args.seed)
+    ws = prepare(args.python, SUITES[args.suite])
+    mutants = draw(ws.repo, ws.suite.sources, ws.suite.tests, args.mutants, args.seed)
     baseline = record_baseline(ws)
     verdicts: list[Verdict] = []
     hung: list[Mutant] = []

@@ -1,5 +1,9 @@
 """Who can notice a changed module-level constant: the code that reads its name.
 
+The same holds for a top-level function whose literal default values alone changed: its
+`def` binds the name to another value, and besides the code that reads the name, the
+calls of the function notice (they run it, so the map has them).
+
 A top-level `NAME = literal` whose value alone changed (`scopes.ChangedConstant`) does
 nothing at import but bind NAME to another value; evaluating a literal runs no code and
 cannot raise. Code notices the change only by reading the value, and Python code reads a
@@ -337,7 +341,11 @@ def find_readers(
                 searched.add(holder)
                 pending |= sources.old_python_mentioning_all([name, module_word(holder)]) - done
     why = _closed_namespaces(holders, name, sources, trees=trees, may_run=may_run)
-    return why if why is not None else Readers(tuple(readers), tuple(at_import))
+    if why is not None:
+        return why
+    if constant.function:  # every call runs the function with its new defaults
+        readers.append(Reader(path, name, scopes.function_scopes(defining)[name].body))
+    return Readers(tuple(readers), tuple(at_import))
 
 
 def _closed_namespaces(

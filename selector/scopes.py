@@ -7,9 +7,10 @@ may touch any one of them.
 """
 
 import ast
+import copy
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TypeAlias, TypeGuard
 
 _OWNERS = (ast.stmt, ast.excepthandler)
 
@@ -168,10 +169,20 @@ class NewDefinition:
 
 @dataclass(frozen=True)
 class ChangedConstant:
-    """A top-level `NAME = literal` whose literal value alone a change replaced."""
+    """A top-level `NAME = literal` whose literal value alone a change replaced, or a
+    top-level `def NAME(...)` whose literal default values alone did (`function`).
+
+    Either way, running the statement at import only binds NAME to another value.
+    """
 
     name: str
-    lines: tuple[int, int]  # of the statement in the old version
+    lines: tuple[int, int]  # of the statement in the old version; a function's header
+    function: bool = False
+
+    @property
+    def what(self) -> str:
+        """What changed, as a reason says it."""
+        return f"default value of {self.name}" if self.function else self.name
 
 
 @dataclass(frozen=True)
@@ -651,11 +662,10 @@ class _Context:
 
 def _inert_function(node: _FunctionNode, context: _Context) -> bool:
     """Whether running this `def` only binds a name: no decorator, literal defaults only."""
-    defaults = [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
     return (
         not node.decorator_list
         and not getattr(node, "type_params", None)
-        and all(map(_literal, defaults))
+        and all(map(_literal, _defaults(node)))
         and (context.lazy_annotations or not _annotated(node))
     )
 
@@ -799,12 +809,14 @@ def compare(old: ast.Module, new: ast.Module) -> SourceChange:
 def _changed_constants(
     old: ast.Module, new: ast.Module, old_skeleton: list[_Outline], new_skeleton: list[_Outline]
 ) -> tuple[ChangedConstant, ...]:
-    """The top-level literal assignments whose value alone changed, if nothing else did.
+    """The top-level literal assignments whose value alone changed, and the top-level
+    functions whose literal defaults alone did, if nothing else did.
 
     Evaluating a literal runs no code and cannot raise, so such a statement does nothing at
     import but bind its name to another value: only code that reads the name can notice
-    (selector/constants.py finds it). A module that reads its namespace by computed name
-    may read it unnamed: then, and for any other module-level difference, none is listed.
+    (selector/constants.py finds it; a function's callers run it, too). A module that reads
+    its namespace by computed name may read it unnamed: then, and for any other
+    module-level difference, none is listed.
     """
     if len(old_skeleton) != len(new_skeleton):
         return ()
@@ -817,11 +829,56 @@ def _changed_constants(
         if old_outline == new_outline:
             continue
         name = _constant_name(old_statement, new_statement)
-        if name is None:
+        if name is not None:
+            end = old_statement.end_lineno or old_statement.lineno
+            found.append(ChangedConstant(name, (old_statement.lineno, end)))
+        elif _defaults_changed(old_statement, new_statement) and _defined_once(
+            old, new, old_statement.name
+        ):
+            header = _scope(old_statement.name, old_statement).header
+            found.append(ChangedConstant(old_statement.name, header, function=True))
+        else:
             return ()
-        end = old_statement.end_lineno or old_statement.lineno
-        found.append(ChangedConstant(name, (old_statement.lineno, end)))
     return tuple(found)
+
+
+def _defaults_changed(old: ast.stmt, new: ast.stmt) -> TypeGuard[_FunctionNode]:
+    """Whether two versions of a top-level `def` differ only in literal default values.
+
+    The `def` then evaluates constants, which runs no code and cannot raise, and binds its
+    name to a function that differs in `__defaults__`/`__kwdefaults__` alone. A decorator
+    would receive that function at import (and may read its defaults), so there is none;
+    which parameters have a default stays the same, so every call binds as before.
+    """
+    if not (isinstance(old, _FUNCTIONS) and isinstance(new, _FUNCTIONS)):
+        return False
+    if type(old) is not type(new) or old.decorator_list or _protocol_name(old.name):
+        return False  # equal outlines below: `new` has the same decorators
+    literal = all(map(_literal, _defaults(old))) and all(map(_literal, _defaults(new)))
+    return literal and _outline(_without_defaults(old)) == _outline(_without_defaults(new))
+
+
+def _defaults(node: _FunctionNode) -> list[ast.expr]:
+    """The default values of a function's parameters, positional and keyword-only."""
+    return [*node.args.defaults, *(d for d in node.args.kw_defaults if d is not None)]
+
+
+def _without_defaults(node: _FunctionNode) -> _FunctionNode:
+    """A copy of `node` with every default value replaced by one placeholder."""
+    arguments = copy.copy(node.args)
+    arguments.defaults = [ast.Constant(_BODY) for _ in node.args.defaults]
+    arguments.kw_defaults = [d if d is None else ast.Constant(_BODY) for d in node.args.kw_defaults]
+    stripped = copy.copy(node)
+    stripped.args = arguments
+    return stripped
+
+
+def _defined_once(old: ast.Module, new: ast.Module, name: str) -> bool:
+    """Whether each version defines `name` with one top-level `def` (the map's lines of a
+    function defined twice cannot be told apart)."""
+    return all(
+        sum(qualname == name for qualname, _ in _definitions(tree)) == 1 for tree in (old, new)
+    )
 
 
 def _constant_name(old: ast.stmt, new: ast.stmt) -> str | None:

@@ -238,7 +238,8 @@ class Selector:
         *,
         read_as_text: bool,
     ) -> None:
-        """A literal that alone changed: what reads its name (selector/constants.py).
+        """A literal that alone changed (a constant, or a function's default values): what
+        reads its name (selector/constants.py), and for a function, what ran it.
 
         Code other than the module's import that ran the statement (`runpy`, a tool) did
         with the value what names nothing: the tests that include it are selected; those
@@ -250,13 +251,15 @@ class Selector:
         if isinstance(readers, str):
             self._whole_file(path, f"{where} at module level ({constant.name}: {readers})")
             return
-        reason = f"{where} {constant.name} changed"
+        reason = f"{where} {constant.what} changed"
         reached = bool(readers.at_import)
         for module in readers.at_import:
             self._whole_file(module, f"{reason}; {module} reads it at import time")
         for reader in readers.functions:
             first, last = reader.body
-            read = f"{reason}; {reader.qualname} ({reader.path}) reads it"
+            called = constant.function and (reader.path, reader.qualname) == (path, constant.name)
+            verb = "runs with it" if called else "reads it"
+            read = f"{reason}; {reader.qualname} ({reader.path}) {verb}"
             tests = self._index.tests_running(reader.path, range(first, last + 1))
             if tests:
                 self._select(tests, read)

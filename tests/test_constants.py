@@ -1,4 +1,5 @@
-"""A changed literal constant selects what reads its name (selector/constants.py).
+"""A changed literal constant selects what reads its name (selector/constants.py), and a
+changed literal default value what reads the function's name and what ran the function.
 
 One project is recorded once; each test changes one constant in a private copy and checks
 the plan, and where the refinement applies, that the tests it leaves out still pass.
@@ -190,6 +191,79 @@ FILES = {
         SIZE = 1
     """,
     "config/app.json": '{"module": "work.named"}\n',
+    "work/shapes.py": """
+        import inspect
+
+
+        def area(width, height=2):
+            return width * height
+
+
+        def perimeter(width, height=2):
+            return 2 * (width + height)
+
+
+        def scaled(factor, *, base=10):
+            return factor * base
+
+
+        def default_height():
+            return inspect.signature(perimeter).parameters["height"].default
+    """,
+    "work/report.py": """
+        from work.shapes import area
+
+
+        def summary():
+            return area(3)
+    """,
+    "work/handlers.py": """
+        from work import shapes
+
+        HANDLERS = {"scaled": shapes.scaled}
+    """,
+    "tests/test_shapes.py": """
+        from work import report, shapes
+
+
+        def test_area():
+            assert shapes.area(3) == 6
+
+
+        def test_area_explicit():
+            assert shapes.area(3, 4) == 12
+
+
+        def test_perimeter():
+            assert shapes.perimeter(1, 1) == 4
+
+
+        def test_default_height():
+            assert shapes.default_height() == 2
+
+
+        def test_summary():
+            assert report.summary() == 6
+
+
+        def test_scaled():
+            assert shapes.scaled(2) == 20
+
+
+        def test_nothing():
+            pass
+    """,
+    "tests/test_handlers.py": """
+        from work import handlers
+
+
+        def test_keys():
+            assert list(handlers.HANDLERS) == ["scaled"]
+
+
+        def test_call():
+            assert handlers.HANDLERS["scaled"](2) == 20
+    """,
     "tests/test_client.py": """
         from work import client
 
@@ -383,3 +457,44 @@ def test_a_module_named_in_a_file_that_may_run_is_a_module_level_change(project:
     assert reasons == [
         "work/named.py:1 at module level (SIZE: config/app.json names SIZE or named)"
     ]
+
+
+# -- a changed literal default value --------------------------------------------------------
+
+
+def test_a_changed_default_selects_the_tests_that_ran_the_function_or_name_it(
+    project: Path,
+) -> None:
+    document = change(
+        project, "work/shapes.py", "def area(width, height=2)", "def area(width, height=3)"
+    )
+    shapes = "tests/test_shapes.py::test_"
+    assert selected(document) == {f"{shapes}area", f"{shapes}area_explicit", f"{shapes}summary"}
+    reasons = document["tests"][f"{shapes}area"]["reasons"]  # type: ignore[index]
+    assert (
+        "work/shapes.py:4 default value of area changed; area (work/shapes.py) runs with it"
+        in reasons
+    )
+    assert {f"{shapes}area", f"{shapes}summary"}.isdisjoint(passing(project))
+
+
+def test_a_changed_default_selects_code_that_reads_it_without_a_call(project: Path) -> None:
+    document = change(
+        project, "work/shapes.py", "perimeter(width, height=2)", "perimeter(width, height=3)"
+    )
+    shapes = "tests/test_shapes.py::test_"
+    assert selected(document) == {f"{shapes}perimeter", f"{shapes}default_height"}
+    assert f"{shapes}default_height" not in passing(project)
+
+
+def test_a_function_kept_at_import_time_selects_what_depends_on_the_keeper(project: Path) -> None:
+    document = change(project, "work/shapes.py", "base=10", "base=11")
+    assert selected(document) == {
+        "tests/test_shapes.py::test_scaled",
+        "tests/test_handlers.py::test_keys",
+        "tests/test_handlers.py::test_call",
+    }
+    reasons = document["tests"]["tests/test_handlers.py::test_keys"]["reasons"]  # type: ignore[index]
+    keeper = "work/handlers.py reads it at import time"
+    assert f"work/shapes.py:12 default value of scaled changed; {keeper}" in reasons
+    assert "tests/test_handlers.py::test_call" not in passing(project)

@@ -235,6 +235,57 @@ def test_a_changed_constant_and_a_changed_body_are_both_listed() -> None:
     assert not change.module_changed
 
 
+DEFAULTS_BASE = '''\
+def area(width, height=2, *, unit="m", scale=None):
+    """Area."""
+    return width * height
+
+
+async def fetch(url, retries=3):
+    return url
+'''
+AREA, FETCH = ChangedConstant("area", (1, 2), True), ChangedConstant("fetch", (6, 6), True)
+DEFAULTS = {
+    "positional": ("height=2", "height=3", (AREA,)),
+    "keyword-only": ('unit="m"', 'unit="cm"', (AREA,)),
+    "to-a-container": ("scale=None", "scale=(1, [2])", (AREA,)),
+    "async": ("retries=3", "retries=-4", (FETCH,)),
+    "computed": ("height=2", "height=max(2, 3)", ()),
+    "default-added": ("(width, height=2", "(width=1, height=2", ()),
+    "parameter-renamed": ("height=2", "depth=2", ()),
+    "annotation-added": ("(width,", "(width: int,", ()),
+}
+
+
+@pytest.mark.parametrize(("before", "after", "listed"), DEFAULTS.values(), ids=DEFAULTS)
+def test_a_function_whose_literal_defaults_alone_changed_is_listed(
+    before: str, after: str, listed: tuple[ChangedConstant, ...]
+) -> None:
+    change = changes(DEFAULTS_BASE, edit(DEFAULTS_BASE, before, after))
+    assert change.constants == listed
+    assert change.module_changed == (not listed)
+
+
+@pytest.mark.parametrize(
+    ("old", "before", "after"),
+    [
+        (BASE, "start=0", "start=1"),  # `@cache` receives the function at import
+        (
+            "def f(x=1):\n    return x\n\n\ndef f(x=1):\n    return -x\n",
+            "=1):\n    return x",
+            "=2):\n    return x",
+        ),
+    ],
+    ids=["decorated", "defined-twice"],
+)
+def test_a_decorated_function_or_one_defined_twice_is_not_listed(
+    old: str, before: str, after: str
+) -> None:
+    change = changes(old, edit(old, before, after))
+    assert change.module_changed
+    assert change.constants == ()
+
+
 def test_names_python_gives_a_meaning_are_not_constants() -> None:
     change = changes('__version__ = "1"\n', '__version__ = "2"\n')
     assert change.module_changed
