@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from _suite import run
+
 FUNCTION_BODY = "function body"
 MODULE_LEVEL = "module level"
 DEFAULT_ARGUMENT = "default argument"
@@ -90,18 +92,24 @@ def draw(
 ) -> list[Mutant]:
     """``count`` mutants dealt round-robin over the categories, each drawn with ``seed``.
 
-    ``sources`` and ``tests`` are folders below ``root``: behaviour is mutated in the code under
-    test (decorators too: in a test file they are just a changed test, which every tool selects),
-    fixtures in the tests, comments in both. Candidates are checked only when drawn (parsing a big
-    file once per candidate would take minutes). A category whose candidates run out is skipped,
-    so fewer mutants than asked are only possible in a tiny project.
+    ``sources`` and ``tests`` are folders below ``root``, a git checkout, and only the files
+    git tracks there count: a file the suite's ``.gitignore`` leaves out (python-dateutil's
+    ``_version.py``) exists only after an install, and would change the draw. Behaviour is
+    mutated in the code under test (decorators too: in a test file they are just a changed
+    test, which every tool selects), fixtures in the tests, comments in both. Candidates are
+    checked only when drawn (parsing a big file once per candidate would take minutes). A
+    category whose candidates run out is skipped, so fewer mutants than asked are only
+    possible in a tiny project.
     """
     texts: dict[str, str] = {}
     pools: dict[str, dict[Mutant, None]] = {category: {} for category in CATEGORIES}
+    tracked = set(run(["git", "-C", root, "ls-files", "-z"]).split("\0"))
     for folders, is_test in ((sources, False), (tests, True)):
         for folder in folders:
             for path in sorted((root / folder).rglob("*.py")):
                 relative = path.relative_to(root).as_posix()
+                if relative not in tracked:
+                    continue
                 texts[relative] = path.read_text(encoding="utf-8")
                 for mutant in _file_mutants(relative, texts[relative], is_test):
                     pools[mutant.category][mutant] = None

@@ -111,8 +111,9 @@ JUNIT_OUTCOMES = {"failure": "failed", "error": "error", "skipped": "skipped"}
 MISSES_SHOWN = 10
 
 
-class TimedOut(Exception):
-    """A pytest run hung: a mutant may loop forever. It is reported, not judged."""
+class NotJudged(Exception):
+    """A mutant's run gave no outcomes: it hung (a mutant may loop forever), or it broke
+    pytest's own report (a test that unloads modules). It is reported, not judged."""
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ def pytest_env() -> dict[str, str]:
 def pytest(
     ws: Workspace, args: Sequence[str | Path], timeout: float
 ) -> subprocess.CompletedProcess[str]:
-    """Run the suite's pytest with extra arguments in the clone; a hang raises ``TimedOut``."""
+    """Run the suite's pytest with extra arguments in the clone; a hang raises ``NotJudged``."""
     # Hypothesis replays the failures it saved: a mutant's must not leak into the next run.
     shutil.rmtree(ws.repo / ".hypothesis", ignore_errors=True)
     command = [str(ws.python), "-m", "pytest", *ws.suite.args, *map(str, args)]
@@ -240,7 +241,7 @@ def pytest(
             timeout=timeout, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        raise TimedOut(f"timed out after {timeout:.0f}s: {shlex.join(command)}") from None
+        raise NotJudged(f"timed out after {timeout:.0f}s: {shlex.join(command)}") from None
 
 
 def checked(done: subprocess.CompletedProcess[str], what: str) -> str:
@@ -260,7 +261,9 @@ def outcomes(
 
     A mutant can break what conftest.py imports (attrs' conftest imports hypothesis, which
     imports attrs): pytest then stops before collecting (exit 4) and writes no report. Every
-    test of `every` (the baseline's) is then an error, as it would be in CI.
+    test of `every` (the baseline's) is then an error, as it would be in CI. A run that
+    ends otherwise without a report (a test unloaded the modules that write it) cannot be
+    judged.
     """
     report = ws.scratch / "junit.xml"
     report.unlink(missing_ok=True)
@@ -270,6 +273,7 @@ def outcomes(
         if done.returncode == 4 and "while loading conftest" in output and every:
             return dict.fromkeys(only or every, "error")
         checked(done, "plain run")
+        raise NotJudged(f"pytest exited {done.returncode} and wrote no JUnit report")
     return parse_junit(report, ws.repo)
 
 
@@ -516,10 +520,10 @@ def mutant_table(verdicts: Sequence[Verdict]) -> list[str]:
     return lines
 
 
-def findings(verdicts: Sequence[Verdict], hung: Sequence[Mutant]) -> list[str]:
+def findings(verdicts: Sequence[Verdict], unjudged: Sequence[tuple[Mutant, str]]) -> list[str]:
     """Every unsafe case per tool (with selector's plan notes), collateral failures, inert
     mutants that selected tests anyway, and mutants that could not be judged."""
-    lines = [f"* not judged, the suite hangs: {mutant.describe()}" for mutant in hung]
+    lines = [f"* not judged ({why}): {mutant.describe()}" for mutant, why in unjudged]
     for tool in ("selector", "testmon"):
         for number, v in enumerate(verdicts, 1):
             missed = sorted(v.missed(tool))
@@ -563,7 +567,7 @@ def report(
     ws: Workspace,
     baseline: Baseline,
     verdicts: Sequence[Verdict],
-    hung: Sequence[Mutant],
+    unjudged: Sequence[tuple[Mutant, str]],
 ) -> list[str]:
     """The whole Markdown report."""
     over = sum(1 for v in verdicts if len(v.selector) / v.total > DEFAULT_MAX_FRACTION)
@@ -588,7 +592,7 @@ def report(
         "",
         "Findings:",
         "",
-        *findings(verdicts, hung),
+        *findings(verdicts, unjudged),
     ]
 
 
@@ -612,14 +616,14 @@ def main(argv: Sequence[str]) -> int:
     mutants = draw(ws.repo, ws.suite.sources, ws.suite.tests, args.mutants, args.seed)
     baseline = record_baseline(ws)
     verdicts: list[Verdict] = []
-    hung: list[Mutant] = []
+    unjudged: list[tuple[Mutant, str]] = []
     for number, mutant in enumerate(mutants, 1):
         progress(f"mutant {number}/{len(mutants)} ({mutant.category}): {mutant.describe()}")
         try:
             verdict = evaluate(ws, baseline, mutant)
-        except TimedOut as error:
+        except NotJudged as error:
             progress(f"  {error}")
-            hung.append(mutant)
+            unjudged.append((mutant, str(error)))
             continue
         verdicts.append(verdict)
         progress(
@@ -628,7 +632,7 @@ def main(argv: Sequence[str]) -> int:
         )
     if not verdicts:
         raise SystemExit("no mutant could be judged")
-    print("\n".join(report(argv, ws, baseline, verdicts, hung)))
+    print("\n".join(report(argv, ws, baseline, verdicts, unjudged)))
     return 1 if any(v.missed("selector") for v in verdicts) else 0
 
 

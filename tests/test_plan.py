@@ -155,7 +155,19 @@ def test_class_attribute_change(shop: Shop) -> None:
 
 
 def test_default_argument_change(shop: Shop) -> None:
+    """A literal default of an undecorated top-level function: what ran it (and what names
+    it, tests/test_constants.py), not everything that imports its module."""
     shop.replace("src/shop/pricing.py", "percent=10", "percent=20")
+    shop.commit()
+    document = shop.plan()
+    assert selected(document) == {"tests/test_pricing.py::test_discount", FAILING}
+    reasons = document["tests"]["tests/test_pricing.py::test_discount"]["reasons"]
+    changed = "src/shop/pricing.py:12 default value of discount changed"
+    assert f"{changed}; discount (src/shop/pricing.py) runs with it" in reasons
+
+
+def test_signature_change(shop: Shop) -> None:
+    shop.replace("src/shop/pricing.py", "percent=10", "percent=10, rounding=None")
     shop.commit()
     assert selected(shop.plan()) == PRICING_TESTS | CATALOG_TESTS | {FAILING}
 
