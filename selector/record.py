@@ -34,6 +34,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from coverage.numbits import numbits_to_nums
 
 from selector import __version__, importhook, scopes, spawn
 from selector.children import ChildData, ChildRun
@@ -347,7 +348,6 @@ class Recorder:
             data.context(_key(context)).reads.update(paths)
         for parent, child in self._includes:
             data.context(parent).includes.add(child)
-        self._add_import_graph(data, sources)
         for nodeid, includes in self._test_includes.items():
             test = data.tests.get(nodeid)
             own = data.context(("test", nodeid))
@@ -355,6 +355,7 @@ class Recorder:
             if test is not None and test.path is not None:
                 own.includes.update(self._file_imports(test.path))
         self._add_children(data, children, sources)
+        self._add_import_graph(data, sources)
         # The session context runs between tests too, whatever it ran first.
         for context in self._early - self._late - {_context(*SESSION)}:
             found = data.contexts.get(_key(context))
@@ -379,14 +380,19 @@ class Recorder:
             data.context(_key(context)).includes.add(INCOMPLETE)
 
     def _add_import_graph(self, data: MapData, sources: "_Sources") -> None:
-        """Static import edges between the import contexts of every tracked module."""
+        """Static import edges between the import contexts of every tracked module.
+
+        An import inside a function that no context ran, in this process or its children
+        (a lazy import nobody needed, an environment switch that was off), is no edge.
+        """
         by_name = {name: path for path, (name, _package) in self._modules.items()}
         for path, (_name, package) in self._modules.items():
             importer = data.context(("import", path))
             tree = sources.tree(path)
             if tree is None:
                 continue
-            for name in scopes.imported_modules(tree, package):
+            ran = _lines_run(data, path) if scopes.lazy_imports(tree) else None
+            for name in scopes.imported_modules(tree, package, ran):
                 target = by_name.get(name)
                 if target is not None and target != path:
                     importer.includes.add(("import", target))
@@ -400,6 +406,16 @@ class Recorder:
             if conftest in self._modules:
                 keys.add(("import", conftest))
         return keys
+
+
+def _lines_run(data: MapData, path: str) -> set[int]:
+    """The lines of `path` that ran in any context."""
+    ran: set[int] = set()
+    for context in data.contexts.values():
+        bits = context.lines.get(path)
+        if bits is not None:
+            ran.update(numbits_to_nums(bits))
+    return ran
 
 
 class _Sources:

@@ -8,7 +8,7 @@ may touch any one of them.
 
 import ast
 import copy
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeGuard
 
@@ -90,26 +90,50 @@ def _with_parents(name: str) -> Iterator[str]:
         yield ".".join(parts[:index])
 
 
-def imported_modules(tree: ast.Module, package: str | None) -> set[str]:
-    """Every module name an import statement anywhere in `tree` may load.
+def imported_modules(
+    tree: ast.Module, package: str | None, ran: Collection[int] | None = None
+) -> set[str]:
+    """Every module name an import statement in `tree` may load.
 
-    Imports inside functions, conditionals and `TYPE_CHECKING` blocks count too: the import
-    graph is used to decide which tests depend on a module's import-time code, and
-    over-approximating it only costs precision. `from pkg import name` yields both `pkg`
-    and `pkg.name`, since `name` may be a submodule.
+    Imports in conditionals and `TYPE_CHECKING` blocks count too: the import graph is used
+    to decide which tests depend on a module's import-time code, and over-approximating it
+    only costs precision. An import inside a function counts if its line is in `ran` (the
+    lines that ran in the recorded run), or always when `ran` is not given: a statement
+    that never ran handed nobody the module, while one that ran may have handed it to code
+    that kept it (a returned module, a `global`, a cache). `from pkg import name` yields
+    both `pkg` and `pkg.name`, since `name` may be a submodule.
     """
     names: set[str] = set()
-    for node in _statements(tree):
+    for node, in_function in _import_statements(tree):
+        if in_function and ran is not None and node.lineno not in ran:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 names.update(_with_parents(alias.name))
-        elif isinstance(node, ast.ImportFrom):
-            base = _resolve_relative(node.module, node.level, package)
-            if base is None:
-                continue
-            names.update(_with_parents(base))
-            names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+            continue
+        base = _resolve_relative(node.module, node.level, package)
+        if base is None:
+            continue
+        names.update(_with_parents(base))
+        names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
     return names
+
+
+def lazy_imports(tree: ast.Module) -> bool:
+    """Whether `tree` has an import statement inside a function."""
+    return any(in_function for _node, in_function in _import_statements(tree))
+
+
+def _import_statements(tree: ast.Module) -> Iterator[tuple[ast.Import | ast.ImportFrom, bool]]:
+    """Every import statement, and whether it lies inside a function (runs when called)."""
+    pending: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while pending:
+        node, in_function = pending.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                yield child, in_function
+            elif isinstance(child, ast.stmt | ast.excepthandler | ast.match_case):
+                pending.append((child, in_function or isinstance(child, _FUNCTIONS)))
 
 
 # -- what a change to one file can affect ---------------------------------------------------

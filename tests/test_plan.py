@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sample import ALL_TESTS, build, copy, plan, write
+from sample import ALL_TESTS, build, build_project, copy, plan, write
 from stored_maps import only_map_file, rewrite_only_map
 
 from projects import git
@@ -196,6 +196,46 @@ def test_module_imported_by_conftest_selects_everything_below_it(shop: Shop) -> 
     document = shop.plan()
     assert document["run_all"]
     assert "above max_fraction 0.8" in document["reasons"][0]
+
+
+def test_module_imported_by_conftest_code_that_never_ran_selects_only_its_users(
+    tmp_path: Path,
+) -> None:
+    """python-dateutil's conftest imports `dateutil.tz` only when $DATEUTIL_TZPATH is set:
+    where it is not, a change to `tz` reaches the tests that import `tz`, not every test."""
+    root = tmp_path / "zones"
+    build_project(
+        root,
+        {
+            "work/__init__.py": "",
+            "work/zones.py": "ZONES = ['UTC']\n",
+            "tests/conftest.py": """
+                import os
+
+
+                def pytest_configure(config):
+                    if os.environ.get("SELECTOR_TEST_NEVER_SET"):
+                        from work import zones
+
+                        zones.ZONES.append(os.environ["SELECTOR_TEST_NEVER_SET"])
+            """,
+            "tests/test_zones.py": """
+                from work import zones
+
+
+                def test_zones():
+                    assert zones.ZONES == ["UTC"]
+            """,
+            "tests/test_other.py": """
+                def test_other():
+                    pass
+            """,
+        },
+    )
+    git(root, "checkout", "-q", "-b", "feature")
+    write(root, {"work/zones.py": "ZONES = sorted(['UTC'])\n"})
+    git(root, "commit", "-q", "-a", "-m", "computed")
+    assert selected(plan(root, "--base", "main")) == {"tests/test_zones.py::test_zones"}
 
 
 # -- rule 0 and the refinements ---------------------------------------------------------

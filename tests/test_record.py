@@ -204,6 +204,57 @@ def test_import_time_code_belongs_to_every_importing_test_module(project: Projec
     assert depends(project, data, "tests/test_c.py::test_c", "pkg/other.py", "OTHER = 1")
 
 
+def test_an_import_inside_a_function_links_modules_only_if_it_ran(project: Project) -> None:
+    """One that ran may have handed the module to code that kept it: every importer of its
+    module depends on the imported one, as for an import at module level. One that never
+    ran (an environment switch that was off) handed nothing to anybody."""
+    project.write(
+        {
+            "pkg/__init__.py": "",
+            "pkg/used.py": "USED = 1\n",
+            "pkg/unused.py": "UNUSED = 2\n",
+            "pkg/helpers.py": """
+                import os
+
+                def used():
+                    from pkg import used
+                    return used.USED
+
+                def unused():
+                    if os.environ.get("SELECTOR_TEST_NEVER_SET"):
+                        from pkg import unused
+                        return unused.UNUSED
+                    return 0
+            """,
+            "tests/test_calls.py": """
+                from pkg import helpers
+
+                def test_used():
+                    assert helpers.used() == 1
+            """,
+            "tests/test_imports.py": """
+                from pkg import helpers
+
+                def test_unused():
+                    assert helpers.unused() == 0
+            """,
+            "tests/test_direct.py": """
+                from pkg.unused import UNUSED
+
+                def test_direct():
+                    assert UNUSED == 2
+            """,
+        }
+    )
+    project.commit()
+    project.record().assert_outcomes(passed=3)
+    data = project.fragment()
+    for nodeid in ("tests/test_calls.py::test_used", "tests/test_imports.py::test_unused"):
+        assert depends(project, data, nodeid, "pkg/used.py", "USED = 1")
+        assert not depends(project, data, nodeid, "pkg/unused.py", "UNUSED = 2")
+    assert depends(project, data, "tests/test_direct.py::test_direct", "pkg/unused.py", "UNUSED")
+
+
 def test_conftest_import_footprint_belongs_to_tests_below_it(project: Project) -> None:
     project.write(
         {
