@@ -624,8 +624,34 @@ def _protocol_name(name: str) -> bool:
 
 
 def reads_namespace(tree: ast.Module) -> bool:
-    """Whether the module may read its own globals by computed name (_NAMESPACE_READERS)."""
-    return not _identifiers(tree).isdisjoint(_NAMESPACE_READERS)
+    """Whether the module may read its own globals by computed name (_NAMESPACE_READERS).
+
+    `inspect.getmembers` takes the object to list: a `getmembers()` call without arguments
+    is some other method (`TarFile.getmembers()`), and only those are left out.
+    """
+    found = _identifiers(tree)
+    if not found.isdisjoint(_NAMESPACE_READERS - {"getmembers"}):
+        return True
+    return "getmembers" in found and _mentions(tree, "getmembers") > _argless_calls(
+        tree, "getmembers"
+    )
+
+
+def _mentions(tree: ast.AST, name: str) -> int:
+    """How often `name` is a string field of `tree`, or a dotted part of one."""
+    return sum(text.split(".").count(name) for text in _strings(tree))
+
+
+def _argless_calls(tree: ast.AST, attribute: str) -> int:
+    """How many calls of `obj.attribute()` without arguments `tree` holds."""
+    return sum(
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == attribute
+        and not node.args
+        and not node.keywords
+        for node in ast.walk(tree)
+    )
 
 
 def _has_star_import(tree: ast.Module) -> bool:

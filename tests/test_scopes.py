@@ -465,10 +465,25 @@ NOT_FRESH = {
         "import sys\nMEMBERS = inspect.getmembers(sys.modules[__name__])\n",
         "def helper():\n    pass\n",
     ),
+    "getmembers-and-a-method": (
+        "import sys\nfrom inspect import getmembers\nM = getmembers(sys)\nT = t.getmembers()\n",
+        "def helper():\n    pass\n",
+    ),
+    "getmembers-passed": (
+        "NAMES = map(inspect.getmembers, MODULES)\n",
+        "def helper():\n    pass\n",
+    ),
     "xunit-hook": (BASE, "def setup_module():\n    pass\n"),
     "pytest-hook": (BASE, "def pytest_configure(config):\n    pass\n"),
     "dunder": (BASE, "def __dir__():\n    return []\n"),
 }
+
+
+def test_a_getmembers_method_without_arguments_reads_no_namespace() -> None:
+    old = "def names(archive):\n    return [m.name for m in archive.getmembers()]\n"
+    change = changes(old, f"{old}\n\ndef helper():\n    pass\n")
+    assert not change.module_changed
+    assert [definition.name for definition in change.added] == ["helper"]
 
 
 @pytest.mark.parametrize(("old", "definition"), NOT_FRESH.values(), ids=NOT_FRESH)
