@@ -72,9 +72,9 @@ SUITES = {
         ("src",),
         ("tests",),
     ),
-    # A library of separate modules (parser, rrule, tz, relativedelta, easter), each imported
-    # by its own test files: the common shape. Its setup.cfg turns warnings into errors, so
-    # the tools must run warning-free. The docs' exercises are not part of the suite.
+    # A library of a module per concern (parser, rrule, tz, relativedelta, easter), each with
+    # its own test files, the modules importing each other. Its setup.cfg turns warnings into
+    # errors, so the tools must run warning-free. The docs' exercises are not part of the suite.
     "dateutil": Suite(
         Sdist(
             "python-dateutil",

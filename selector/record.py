@@ -386,13 +386,17 @@ class Recorder:
         (a lazy import nobody needed, an environment switch that was off), is no edge.
         """
         by_name = {name: path for path, (name, _package) in self._modules.items()}
+        trees = {path: sources.tree(path) for path in self._modules}
+        lazy = {
+            path for path, tree in trees.items() if tree is not None and scopes.lazy_imports(tree)
+        }
+        ran = _lines_run(data, lazy)
         for path, (_name, package) in self._modules.items():
             importer = data.context(("import", path))
-            tree = sources.tree(path)
+            tree = trees[path]
             if tree is None:
                 continue
-            ran = _lines_run(data, path) if scopes.lazy_imports(tree) else None
-            for name in scopes.imported_modules(tree, package, ran):
+            for name in scopes.imported_modules(tree, package, ran.get(path)):
                 target = by_name.get(name)
                 if target is not None and target != path:
                     importer.includes.add(("import", target))
@@ -408,13 +412,13 @@ class Recorder:
         return keys
 
 
-def _lines_run(data: MapData, path: str) -> set[int]:
-    """The lines of `path` that ran in any context."""
-    ran: set[int] = set()
-    for context in data.contexts.values():
-        bits = context.lines.get(path)
-        if bits is not None:
-            ran.update(numbits_to_nums(bits))
+def _lines_run(data: MapData, paths: set[str]) -> dict[str, set[int]]:
+    """The lines of each of `paths` that ran in any context, in one pass over the contexts."""
+    ran: dict[str, set[int]] = {path: set() for path in paths}
+    if paths:
+        for context in data.contexts.values():
+            for path in paths & context.lines.keys():
+                ran[path].update(numbits_to_nums(context.lines[path]))
     return ran
 
 
