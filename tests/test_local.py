@@ -223,11 +223,13 @@ def test_selectors_options_come_first_and_the_rest_is_pytests(
 
 
 def test_pytest_watcher_runs_it_on_every_save(calc: Project) -> None:
-    # '**/*.py', not ptw's default '*.py': watchdog 7 matches patterns against whole paths.
+    # The README's recipe. '**/*.py', not ptw's default '*.py': watchdog 7 matches patterns
+    # against whole paths. An absolute root: watchdog 7.1's inotify observer loses every event
+    # in a sub-folder of a relative one ('.').
     scripts = Path(sys.executable).parent
     ptw = [str(scripts / "ptw"), "--patterns", "**/*.py", "--now"]
     watcher = subprocess.Popen(
-        [*ptw, "--runner", str(scripts / "selector"), ".", "run", "-v"],
+        [*ptw, "--runner", str(scripts / "selector"), str(calc.path), "run", "-v"],
         cwd=calc.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
