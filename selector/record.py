@@ -53,7 +53,13 @@ from selector.store import ignore_workdir
 
 _ACTIVE: "Recorder | None" = None
 _FORK_HANDLER_INSTALLED = False
-_WRITE_EXIT_CODES = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+# A run that ran no test (all deselected, an empty shard) still has something to write: the
+# node IDs it collected, from which upload-map carries the base map forward to this commit.
+_WRITE_EXIT_CODES = (
+    pytest.ExitCode.OK,
+    pytest.ExitCode.TESTS_FAILED,
+    pytest.ExitCode.NO_TESTS_COLLECTED,
+)
 
 
 def _key(context: str) -> ContextKey:
@@ -294,8 +300,8 @@ class Recorder:
         if exitstatus not in _WRITE_EXIT_CODES:
             self.message = f"run ended with {pytest.ExitCode(exitstatus).name}: no fragment written"
             return
-        if not self._tests:
-            self.message = "no test ran: no fragment written"
+        if not self._collected:
+            self.message = "no test collected: no fragment written"
             return
         data = self._map_data(by_context, children)
         destination = self._run.fragment_dir / self._fragment_name()
@@ -305,6 +311,11 @@ class Recorder:
         write_map(destination, data)
         commit_note = "" if self._run.commit else " (not in a git repository: commit null)"
         self.message = f"recorded {len(data.tests)} tests into {destination}{commit_note}"
+        if not data.tests:
+            self.message += (
+                f" (none of the {len(data.collected)} collected ran: upload-map carries the "
+                "base map forward to this commit)"
+            )
         self.notes = _child_notes(children, self._incomplete)
 
     def pytest_unconfigure(self) -> None:
