@@ -663,7 +663,8 @@ def test_the_action_plans_runs_shards_and_uploads(tools: Tools, tmp_path: Path) 
     _first_push(hub)
     merge = _pull_request(hub)
     _merged_push(hub, merge)
-    _fallbacks(hub, merge)
+    quiet = _quiet_push(hub, merge)
+    _fallbacks(hub, quiet)
 
 
 def _first_push(hub: Hosting) -> None:
@@ -730,6 +731,38 @@ def _merged_push(hub: Hosting, merge: str) -> None:
     saved = LocalStore(hub.cache.entries[-1].folder / "0")
     assert [stored.commit for stored in saved.maps()] == [merge]  # the new map alone
     assert set(read_map(saved.fetch(merge, VARIANT)).tests) == EVERY_TEST
+
+
+def _quiet_push(hub: Hosting, merge: str) -> str:
+    """A push to main whose change selects no test: its one shard runs nothing yet records
+    what it collected, the upload stores the map of the commit with every test carried
+    forward, and a pull request on top of it plans from that map. Returns the commit."""
+    commented = CHANGED_FUNCTION["app.py"].replace("(x):", "(x):  # a comment")
+    quiet = hub.commit({"app.py": commented})
+    push = Event("push", "refs/heads/main", quiet)
+    plan = hub.job("plan-3", push).run_action(shards="3")
+    assert (plan.outputs["matrix"], plan.outputs["selected-count"]) == ("[1]", "0")
+    shard = hub.job("test-3", push)
+    passed, log = shard.run_shard(1, plan.outputs["plan-file"])
+    assert passed == []
+    assert "selector: shard 1/1: nothing to run in this shard" in log
+    upload = hub.job("upload-3", push)
+    _download_fragments([shard], upload)
+    uploaded = upload.run_action(mode="upload")
+    assert f"17 tests (0 re-run, 17 carried forward from {merge[:12]}, 0 no longer" in (
+        uploaded.log
+    )
+    assert hub.cache.keys()[-1] == CacheKeys(VARIANT, quiet).key
+    saved = LocalStore(hub.cache.entries[-1].folder / "0")
+    assert set(read_map(saved.fetch(quiet, VARIANT)).tests) == EVERY_TEST
+
+    hub.commit({"app.py": commented.replace("x * 2", "2 * x")}, branch="other")
+    merged = hub.open_pull_request("other")
+    pull_request = Event("pull_request", "refs/pull/1/merge", merged, base_ref="main")
+    plan = hub.job("plan-pr-2", pull_request).run_action(shards="3")
+    assert plan.outputs["map-commit"] == quiet
+    assert (plan.outputs["selected-count"], plan.outputs["total-count"]) == ("5", "17")
+    return quiet
 
 
 def _fallbacks(hub: Hosting, merge: str) -> None:
