@@ -3,7 +3,8 @@
 boto3 finds credentials and the endpoint the way every AWS tool does: AWS_ACCESS_KEY_ID /
 AWS_SECRET_ACCESS_KEY (or a profile, or an instance role), AWS_DEFAULT_REGION, and
 AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL) for S3-compatible servers such as MinIO, Ceph or
-R2. Nothing here is S3-only beyond ListObjectsV2, GetObject, PutObject and DeleteObjects.
+R2. Nothing here is S3-only beyond ListObjectsV2, GetObject, HeadObject, PutObject and
+DeleteObjects.
 
 Every call is bounded: a few retries and short connection timeouts, so an unreachable store
 fails in seconds with one line, not after minutes of silent retrying.
@@ -12,6 +13,7 @@ fails in seconds with one line, not after minutes of silent retrying.
 import contextlib
 import shutil
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +22,8 @@ from selector.store import StoredObject, StoreError
 MISSING_EXTRA = "s3:// stores need boto3: pip install 'selector-ci[s3]'"
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 _CHUNK = 1 << 20
+_STORED = "selector-stored"  # user metadata: when the map was stored, to the microsecond
+_NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 
 
 class _Client(Protocol):
@@ -28,6 +32,7 @@ class _Client(Protocol):
     def get_paginator(self, operation: str) -> Any: ...
     def get_object(self, **arguments: Any) -> Any: ...
     def put_object(self, **arguments: Any) -> Any: ...
+    def head_object(self, **arguments: Any) -> Any: ...
     def delete_objects(self, **arguments: Any) -> Any: ...
 
 
@@ -77,10 +82,32 @@ class S3Backend:
             response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + name)
             shutil.copyfileobj(response["Body"], target, _CHUNK)
 
-    def write(self, name: str, source: Path) -> None:
-        """One PutObject: S3 shows the whole object or none of it."""
+    def write(self, name: str, source: Path, stored: datetime | None = None) -> None:
+        """One PutObject: S3 shows the whole object or none of it.
+
+        The stored time goes into the object's metadata: S3's own LastModified is exact only
+        to the second.
+        """
+        metadata = {} if stored is None else {_STORED: stored.isoformat()}
         with self._reporting(f"write {name}"), source.open("rb") as data:
-            self._client.put_object(Bucket=self.bucket, Key=self.prefix + name, Body=data)
+            self._client.put_object(
+                Bucket=self.bucket, Key=self.prefix + name, Body=data, Metadata=metadata
+            )
+
+    def stored_at(self, name: str) -> datetime | None:
+        """One HeadObject: the stored time of the metadata, else LastModified."""
+        from botocore.exceptions import ClientError
+
+        with self._reporting(f"read {name}"):
+            try:
+                head = self._client.head_object(Bucket=self.bucket, Key=self.prefix + name)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in _NOT_FOUND:
+                    return None
+                raise
+        stored = head.get("Metadata", {}).get(_STORED)
+        modified: datetime = head["LastModified"]
+        return modified if stored is None else datetime.fromisoformat(stored)
 
     def delete(self, names: Sequence[str]) -> None:
         for start in range(0, len(names), _DELETE_BATCH):

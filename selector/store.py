@@ -20,7 +20,8 @@ Object names are `<commit>.<variant>.<sha256>.sqlite.gz`:
   its gain is tens of milliseconds on a real suite's map. Numbers: bench/map_store.py.
 
 Writes are atomic: a local object is written to a temporary file and renamed, and an S3 PUT
-is atomic by itself. A newer map of the same commit and variant replaces the older one.
+is atomic by itself. A newer map of the same commit and variant replaces the older one, also
+when two uploads store one at once (`MapStore.put`).
 """
 
 import functools
@@ -103,8 +104,16 @@ class Backend(Protocol):
     def read(self, name: str, destination: Path) -> None:
         """Copy an object's bytes into the local file `destination`."""
 
-    def write(self, name: str, source: Path) -> None:
-        """Store the bytes of the local file `source`; readers see all of them or none."""
+    def write(self, name: str, source: Path, stored: datetime | None = None) -> None:
+        """Store the bytes of the local file `source`; readers see all of them or none.
+
+        `stored`, if given, is kept with the object as the time it was stored, to the
+        microsecond, for `stored_at`.
+        """
+
+    def stored_at(self, name: str) -> datetime | None:
+        """When an object was stored: the `stored` time its writer gave, else the storage's
+        own time; None if the object is gone."""
 
     def delete(self, names: Sequence[str]) -> None:
         """Remove objects; a name that is already gone is not an error."""
@@ -128,7 +137,7 @@ class FolderBackend:
             for entry in os.scandir(self.folder):
                 if entry.name.startswith(prefix) and entry.is_file():
                     status = entry.stat()
-                    modified = datetime.fromtimestamp(status.st_mtime, UTC)
+                    modified = _from_nanoseconds(status.st_mtime_ns)
                     found.append(StoredObject(entry.name, status.st_size, modified))
         except OSError as error:
             raise StoreError(f"cannot list {self.folder}: {error.strerror}") from None
@@ -140,8 +149,11 @@ class FolderBackend:
         except OSError as error:
             raise StoreError(f"cannot read {self.folder / name}: {error.strerror}") from None
 
-    def write(self, name: str, source: Path) -> None:
-        """Copy into a hidden temporary file beside the target, then rename it into place."""
+    def write(self, name: str, source: Path, stored: datetime | None = None) -> None:
+        """Copy into a hidden temporary file beside the target, then rename it into place.
+
+        The stored time becomes the file's modification time (which the rename keeps).
+        """
         temporary: Path | None = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -151,6 +163,9 @@ class FolderBackend:
                 shutil.copyfileobj(data, target, _CHUNK)
                 target.flush()
                 os.fsync(target.fileno())
+            if stored is not None:
+                nanoseconds = _to_nanoseconds(stored)
+                os.utime(temporary, ns=(nanoseconds, nanoseconds))
             temporary.replace(self.folder / name)
         except OSError as error:
             raise StoreError(f"cannot write to {self.folder}: {error.strerror}") from None
@@ -158,12 +173,34 @@ class FolderBackend:
             if temporary is not None:
                 temporary.unlink(missing_ok=True)
 
+    def stored_at(self, name: str) -> datetime | None:
+        try:
+            return _from_nanoseconds((self.folder / name).stat().st_mtime_ns)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StoreError(f"cannot read {self.folder / name}: {error.strerror}") from None
+
     def delete(self, names: Sequence[str]) -> None:
         try:
             for name in names:
                 (self.folder / name).unlink(missing_ok=True)
         except OSError as error:
             raise StoreError(f"cannot delete from {self.folder}: {error.strerror}") from None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _to_nanoseconds(moment: datetime) -> int:
+    """A file time for `moment`, exact to its microsecond (a float would round it)."""
+    return (moment - _EPOCH) // _MICROSECOND * 1000
+
+
+def _from_nanoseconds(nanoseconds: int) -> datetime:
+    """The moment of a file time, to the microsecond: `_to_nanoseconds` read back exactly."""
+    return _EPOCH + nanoseconds // 1000 * _MICROSECOND
 
 
 # -- the format of a stored map -------------------------------------------------------
@@ -293,25 +330,49 @@ class MapStore:
         return unpacked
 
     def put(self, data: MapData) -> StoredMap:
-        """Store a map under its own commit and variant; an older one of both is replaced."""
+        """Store a map under its own commit and variant; an older one of both is replaced.
+
+        The map is stored with the time its put started, and then every map of the commit
+        and variant but the newest is deleted. Two puts at once both see both maps once
+        both are written, order them by the same stored times (the name breaks a tie), and
+        delete the same one: whichever finishes last, one map remains, the one whose put
+        started last, and never none, since nobody deletes the newest.
+        """
+        started = datetime.now(UTC)
         commit = data.meta.commit
         if commit is None:
             raise StoreError("a map recorded outside a git repository has no commit to store under")
         variant = check_variant(data.meta.variant)
-        older = self.maps(variant, commit)
         raw = _scratch_folder() / f"{next(_NAMES)}.put.sqlite"
         packed = raw.with_suffix(".sqlite.gz")
         try:
             write_map(raw, data)
             digest = compress(raw, packed)
             size = packed.stat().st_size
-            self.backend.write(map_name(commit, variant, digest), packed)
+            self.backend.write(map_name(commit, variant, digest), packed, started)
         finally:
             raw.unlink(missing_ok=True)
             packed.unlink(missing_ok=True)
-        stored = StoredMap(commit, variant, digest, size, datetime.now(UTC))
-        self.backend.delete([old.name for old in older if old.name != stored.name])
-        return stored
+        self._keep_newest(commit, variant)
+        return StoredMap(commit, variant, digest, size, started)
+
+    def _keep_newest(self, commit: str, variant: str) -> None:
+        """Delete every map of `commit` and `variant` but the one stored last.
+
+        A listing's times can be too coarse to order maps stored within a second (S3's), so
+        with several maps each one's own stored time decides.
+        """
+        found = self.maps(variant, commit)
+        if len(found) < 2:
+            return
+        stored_at: dict[str, datetime] = {}
+        for stored in found:
+            moment = self.backend.stored_at(stored.name)
+            if moment is not None:  # else deleted meanwhile, by a put that saw a newer one
+                stored_at[stored.name] = moment
+        if stored_at:
+            newest = max(stored_at, key=lambda name: (stored_at[name], name))
+            self.backend.delete([name for name in stored_at if name != newest])
 
     def remove(self, maps: Sequence[StoredMap]) -> None:
         """Delete these maps from the store."""

@@ -7,12 +7,14 @@ over HTTP with boto3, as selector does with any S3-compatible store. They skip w
 
 import gzip
 import hashlib
+import multiprocessing
 import os
 import socket
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any, cast
 
@@ -142,6 +144,49 @@ def test_a_newer_map_of_the_same_commit_replaces_the_older(store: MapStore) -> N
     store.put(map_data(COMMITS[0], tests=2))
     assert len(store.maps()) == 1
     assert len(read_map(store.fetch(COMMITS[0], VARIANT)).tests) == 2
+
+
+RACES = [f"{index:040x}" for index in range(100, 108)]
+
+
+def put_in_step(url: str, base: str, tests: int, barrier: Barrier, report: str) -> None:
+    """One uploading process: a map of each commit of RACES, each put started with the
+    other process's; what it stored, one `name stored-time` line per put, into `report`."""
+    store = open_store(url, Path(base))
+    with Path(report).open("w") as lines:
+        for commit in RACES:
+            barrier.wait()
+            stored = store.put(map_data(commit, tests=tests))
+            lines.write(f"{stored.name} {stored.modified.isoformat()}\n")
+
+
+@pytest.mark.parametrize("kind", ["folder", "s3"])
+def test_two_puts_at_once_keep_one_map_the_newer(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = str(tmp_path / "maps") if kind == "folder" else request.getfixturevalue("s3_url")
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process running moto's thread
+    barrier = spawn.Barrier(2)
+    reports = [tmp_path / f"{tests}.txt" for tests in (1, 2)]
+    processes = [
+        spawn.Process(target=put_in_step, args=(url, str(tmp_path), tests, barrier, str(report)))
+        for tests, report in zip((1, 2), reports, strict=True)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0, 0]
+
+    store = open_store(url, tmp_path)
+    stored_maps = store.maps(VARIANT)
+    assert sorted(stored.commit for stored in stored_maps) == RACES  # one each, never none
+    remaining = {stored.commit: stored.name for stored in stored_maps}
+    puts = [line.split() for report in reports for line in report.read_text().splitlines()]
+    for commit in RACES:
+        both = [(datetime.fromisoformat(at), name) for name, at in puts if name.startswith(commit)]
+        assert len(both) == 2
+        assert remaining[commit] == max(both)[1]  # the put that started last
 
 
 def test_commits_are_listed_per_variant(store: MapStore, tmp_path: Path) -> None:
