@@ -35,6 +35,7 @@ from selector.journal import (
     SUFFIX,
     Journal,
     flush_signal,
+    hold_lock,
     is_running,
     read_header,
     read_journal,
@@ -42,6 +43,8 @@ from selector.journal import (
 from selector.spawn import ChildEnvironment
 
 UNRECORDED = ".unrecorded"
+RUN_FOLDER_PREFIX = "selector-children-"
+_OWNER = "owner.lock"  # locked while the recording process that made the folder runs
 _CHILD = "child:"
 _FLUSH_WAIT = 5.0  # seconds
 _POLL = 0.02
@@ -71,7 +74,9 @@ class ChildRun:
     """The run folder of one recording process and what its children left there."""
 
     def __init__(self, root: str, collector: str) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="selector-children-"))
+        remove_abandoned_run_folders(Path(tempfile.gettempdir()))
+        self.folder = Path(tempfile.mkdtemp(prefix=RUN_FOLDER_PREFIX))
+        self._owner = hold_lock(self.folder / _OWNER)
         self.environment = ChildEnvironment(str(self.folder), root, collector)
         self._children: dict[str, _Child] = {}  # by journal file name
         self._ended: set[str] = set()  # tests that ended, children that died
@@ -113,6 +118,8 @@ class ChildRun:
                 data.incomplete_processes += 1
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+            if self._owner is not None:
+                os.close(self._owner)
         workers = _pool_workers(journals, self._workers)
         data.includes.update(edge for edge in self._outlived if edge[1] not in workers)
         _fold(data)
@@ -144,6 +151,31 @@ class ChildRun:
                     self._children[entry.name] = _Child(
                         Path(entry.path), journal.static, journal.context
                     )
+
+
+def remove_abandoned_run_folders(temporary: Path) -> None:
+    """Delete the run folders of recordings that were killed before their end (SIGKILL).
+
+    Only a folder whose owner lock nobody holds is abandoned: its recording process, and
+    every fork of it, is gone (the kernel releases a lock however its process ends; a
+    process ID could be reused, or be another PID namespace's), and nobody will read it.
+    """
+    try:
+        entries = [
+            entry for entry in os.scandir(temporary) if entry.name.startswith(RUN_FOLDER_PREFIX)
+        ]
+    except OSError:
+        return
+    for entry in entries:
+        owner = Path(entry.path) / _OWNER
+        try:
+            # No owner lock yet: the folder of a run starting right now, or an older selector's.
+            abandoned = entry.is_dir(follow_symlinks=False) and owner.exists()
+            abandoned = abandoned and not is_running(owner)
+        except OSError:  # another user's folder
+            continue
+        if abandoned:
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _pool_workers(journals: list[Journal], pids: set[int]) -> set[str]:

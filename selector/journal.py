@@ -344,6 +344,22 @@ def flush_signal() -> int | None:
     return None if first is None else first + 5
 
 
+def hold_lock(path: Path) -> int | None:
+    """Create `path` locked for as long as this process (or a fork of it) keeps the returned
+    descriptor open, so `is_running(path)` tells others whether it still runs.
+
+    Like a journal, the file is locked under a temporary name and renamed: nobody ever sees
+    it unlocked while its holder runs. None where there is no flock.
+    """
+    if fcntl is None:
+        return None
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_SH)
+    temporary.replace(path)
+    return descriptor
+
+
 def is_running(path: Path) -> bool:
     """Whether the process writing the journal at `path` (or a fork of it) still runs."""
     if fcntl is None:

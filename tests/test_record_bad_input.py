@@ -1,10 +1,14 @@
 """Recording under bad conditions: a complete fragment or none, and a line that says which."""
 
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 from stored_maps import only_map
 
+from selector.children import RUN_FOLDER_PREFIX
 from selector.cli import main
 
 from projects import Project, git
@@ -74,6 +78,53 @@ def test_a_run_leaves_no_temporary_folder(
     project.commit()
     project.record(*args)
     assert list(temporary.iterdir()) == []
+
+
+WAITING_TEST = """
+    import pathlib
+    import time
+
+
+    def test_waits():
+        pathlib.Path("started").touch()
+        deadline = time.monotonic() + 60
+        while not pathlib.Path("release").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+"""
+
+
+def test_a_killed_recordings_run_folder_is_removed_by_the_next_run_and_no_live_one_is(
+    project: Project, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temporary = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    project.write(
+        {
+            "test_killed.py": "import os, signal\n\ndef test_killed():\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n",
+            "test_waiting.py": WAITING_TEST,
+            "test_plain.py": "def test_plain():\n    pass\n",
+        }
+    )
+    project.commit()
+    older = temporary / f"{RUN_FOLDER_PREFIX}made-by-an-older-selector"
+    older.mkdir()
+    assert project.record("test_killed.py").ret == -signal.SIGKILL
+    (killed,) = set(temporary.glob(f"{RUN_FOLDER_PREFIX}*")) - {older}
+
+    # A run that starts while another runs: the killed run's folder goes, the live one stays.
+    command = [sys.executable, "-m", "pytest", "--selector-record", "-p", "no:cacheprovider"]
+    with subprocess.Popen([*command, "test_waiting.py"], cwd=project.path) as waiting:
+        deadline = time.monotonic() + 60
+        while not (project.path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (live,) = set(temporary.glob(f"{RUN_FOLDER_PREFIX}*")) - {older, killed}
+        project.record("test_plain.py").assert_outcomes(passed=1)
+        assert set(temporary.glob(f"{RUN_FOLDER_PREFIX}*")) == {older, live}
+        (project.path / "release").touch()
+        assert waiting.wait(timeout=60) == 0
+    assert list(temporary.iterdir()) == [older]
+    assert len(project.fragments()) == 2
 
 
 def test_crashed_run_leaves_nothing_behind(project: Project) -> None:
