@@ -313,8 +313,8 @@ class Recorder:
         self.message = f"recorded {len(data.tests)} tests into {destination}{commit_note}"
         if not data.tests:
             self.message += (
-                f" (none of the {len(data.collected)} collected ran: upload-map carries the "
-                "base map forward to this commit)"
+                f" (none of the {len(data.collected)} collected ran: it lists them, so that "
+                "the base map is carried forward to this commit)"
             )
         self.notes = _child_notes(children, self._incomplete)
 

@@ -78,8 +78,8 @@ def test_a_commit_that_selects_nothing_gets_its_map(
     result.stdout.fnmatch_lines(
         [
             "selector: shard 1/1: nothing to run in this shard",
-            "selector: recorded 0 tests into * (none of the 17 collected ran: upload-map "
-            "carries the base map forward to this commit)",
+            "selector: recorded 0 tests into * (none of the 17 collected ran: it lists them, "
+            "so that the base map is carried forward to this commit)",
         ]
     )
     fragment = recorded.fragment()
