@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from selector import __version__
 
@@ -200,11 +200,12 @@ def plan(arguments: argparse.Namespace) -> int:
     from selector import gitdiff
     from selector.config import load_config, resolve_variant
     from selector.plan import PlanRequest, make_plan, summary, write_plan
-    from selector.store import ignore_workdir, resolve_store
+    from selector.store import check_folder, resolve_store
 
     root, _commit = _repository()
     repo = gitdiff.open_repo(root)
     assert repo is not None
+    check_folder(root / LAST_PLAN.parent)
     config = load_config(root)
     working_tree = arguments.working_tree
     if working_tree is None:
@@ -219,8 +220,7 @@ def plan(arguments: argparse.Namespace) -> int:
         grouping=arguments.group,
     )
     document = make_plan(repo, request, config)
-    ignore_workdir(root / LAST_PLAN.parent)
-    write_plan(document, root / LAST_PLAN)
+    kept = _keep_last_plan(document, root)
     for line in summary(document):
         print(f"selector: {line}", file=sys.stderr)
     if arguments.format == "github":
@@ -228,6 +228,8 @@ def plan(arguments: argparse.Namespace) -> int:
 
         if arguments.output:
             write_plan(document, arguments.output)
+        elif not kept:
+            raise UserError(f"the plan could not be kept in {LAST_PLAN}: pass --output FILE")
         publish_plan(document, arguments.output or root / LAST_PLAN, os.environ)
         return 0
     if arguments.format == "json":
@@ -243,6 +245,28 @@ def plan(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _keep_last_plan(document: dict[str, Any], root: Path) -> bool:
+    """Keep a copy of the plan for `selector why`; whether it was kept.
+
+    The copy is a convenience: a read-only `.selector/` must not cost the plan itself, so
+    a failure is a one-line warning and the command goes on.
+    """
+    from selector.plan import write_plan
+    from selector.store import StoreError, ignore_workdir
+
+    try:
+        ignore_workdir(root / LAST_PLAN.parent)
+        write_plan(document, root / LAST_PLAN)
+    except StoreError as error:
+        problem = str(error)
+    except OSError as error:
+        problem = f"cannot write {root / LAST_PLAN}: {error.strerror}"
+    else:
+        return True
+    print(f"selector: warning: the plan is not kept for `selector why`: {problem}", file=sys.stderr)
+    return False
+
+
 def run(arguments: argparse.Namespace) -> int:
     """Plan the working tree against the local map, run the selection, update the map."""
     from selector import gitdiff
@@ -254,12 +278,13 @@ def run(arguments: argparse.Namespace) -> int:
         run_pytest,
         update_local_map,
     )
-    from selector.plan import summary, write_plan
-    from selector.store import ignore_workdir, resolve_store
+    from selector.plan import summary
+    from selector.store import check_folder, resolve_store
 
     root, _commit = _repository()
     repo = gitdiff.open_repo(root)
     assert repo is not None
+    check_folder(root / LAST_PLAN.parent)
     config = load_config(root)
     request = LocalRequest(
         variant=resolve_variant(arguments.variant, config),
@@ -268,8 +293,7 @@ def run(arguments: argparse.Namespace) -> int:
     )
     planned = plan_working_tree(repo, request, config, root)
     document = planned.plan
-    ignore_workdir(root / LAST_PLAN.parent)
-    write_plan(document, root / LAST_PLAN)
+    _keep_last_plan(document, root)
     for line in [*planned.notes, *summary(document)]:
         print(f"selector: {line}", file=sys.stderr)
     if arguments.dry_run:
@@ -322,15 +346,17 @@ def why(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path]:
-    """(repository root, map file): `--map`, else the map of HEAD's nearest ancestor."""
+def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path, str]:
+    """(repository root, map file, its name for messages): `--map`, else the map of HEAD's
+    nearest ancestor, named as stored (the file is a temporary copy)."""
     from selector import gitdiff
     from selector.config import load_config, resolve_variant
     from selector.plan import nearest_stored_maps
+    from selector.store import readable_map_file
 
     root, commit = _repository()
     if arguments.map is not None:
-        return root, arguments.map
+        return root, readable_map_file(arguments.map), str(arguments.map)
     repo = gitdiff.open_repo(root)
     assert repo is not None
     variant = resolve_variant(arguments.variant, load_config(root))
@@ -338,7 +364,7 @@ def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path]:
     skipped: list[str] = []
     found = next(nearest_stored_maps(repo, store, variant, commit, skipped), None)
     if found is not None:
-        return root, found[1]
+        return root, found[1], store.fetched[found[1]]
     for message in skipped:
         print(f"selector: {message}", file=sys.stderr)
     raise UserError(
@@ -361,9 +387,9 @@ def lookup(arguments: argparse.Namespace) -> int:
     from selector.explore import Target, lookup
     from selector.mapdb import MapIndex
 
-    root, map_file = _local_map(arguments)
+    root, map_file, name = _local_map(arguments)
     target = Target.parse(arguments.target)
-    index = MapIndex(map_file)
+    index = MapIndex(map_file, name=name)
     try:
         source = _map_source(root, index.meta.commit, target.path) if target.name else None
         found = lookup(index, target, source)
@@ -391,8 +417,8 @@ def export(arguments: argparse.Namespace) -> int:
     from selector.explore import export_coverage, export_csv
     from selector.mapdb import read_map
 
-    root, map_file = _local_map(arguments)
-    data = read_map(map_file)
+    root, map_file, name = _local_map(arguments)
+    data = read_map(map_file, name=name)
     if arguments.coverage is not None:
         count = export_coverage(data, root, arguments.coverage)
         print(f"selector: wrote {arguments.coverage} with {count} test contexts")
@@ -410,15 +436,15 @@ def stats(arguments: argparse.Namespace) -> int:
     from selector.explore import stats
     from selector.mapdb import MapIndex, read_map
 
-    _root, map_file = _local_map(arguments)
-    data = read_map(map_file)
-    index = MapIndex(map_file)
+    _root, map_file, name = _local_map(arguments)
+    data = read_map(map_file, name=name)
+    index = MapIndex(map_file, name=name)
     try:
         found = stats(data, index, arguments.top)
     finally:
         index.close()
     meta = data.meta
-    print(f"map: {map_file}")
+    print(f"map: {name}")
     print(f"commit {meta.commit}  variant {meta.variant}  recorded {meta.created}")
     outcomes = ", ".join(f"{count} {name}" for name, count in sorted(found.outcomes.items()))
     print(f"{found.tests} tests ({outcomes}), {found.files} files")
@@ -679,6 +705,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from selector.store import StoreError
     from selector.upload import UploadError
 
+    if sys.stdout is None:  # started with standard output closed (`>&-`)
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 (open until the process ends)
     own = list(sys.argv[1:] if argv is None else argv)
     pytest_args: list[str] = []
     if own[:1] == ["run"]:
@@ -688,6 +716,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.pytest_args = pytest_args
     try:
         status: int = arguments.handler(arguments)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_gone()
     except (
         UserError,
         MapError,
@@ -701,6 +732,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"selector: error: {error}", file=sys.stderr)
         return 1
     return status
+
+
+def _reader_gone() -> int:
+    """The reader of standard output left (`selector lookup ... | head -1`): stop quietly.
+
+    As the Python documentation recommends for SIGPIPE: standard output goes to devnull,
+    so the interpreter's own flush at exit cannot raise again, and the status is 1.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":

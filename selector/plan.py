@@ -21,7 +21,7 @@ from selector.nodeids import by_item, covered
 from selector.planned import PLAN_VERSION
 from selector.select import Selection, Selector
 from selector.shard import Grouping, make_shards
-from selector.store import MapStore, StoreError
+from selector.store import MapStore, StoreError, readable_map_file
 from selector.testfiles import pytest_files
 
 ANCESTORS_SEARCHED = 200
@@ -166,9 +166,10 @@ def _open_map(
     """
     if request.map_file is not None:
         try:
-            return _checked(repo, MapIndex(request.map_file), request.variant)
-        except MapError as error:
+            index = MapIndex(readable_map_file(request.map_file), name=str(request.map_file))
+        except (MapError, StoreError) as error:
             raise _RunAll(f"unusable map: {error}") from None
+        return _checked(repo, index, request.variant)
     start = gitdiff.merge_base(repo, base_commit, head) or base_commit
     skipped: list[str] = []
     try:
@@ -176,7 +177,7 @@ def _open_map(
             repo, request.store, request.variant, start, skipped
         ):
             try:
-                index = MapIndex(path, verified=True)
+                index = MapIndex(path, verified=True, name=request.store.fetched.get(path))
             except MapError as error:
                 skipped.append(f"skipped the stored map of {commit[:12]}: {error}")
                 continue
@@ -227,7 +228,7 @@ def _select(repo: git.Repo, index: MapIndex, request: PlanRequest, config: Confi
     except gitdiff.GitError as error:
         raise _RunAll(str(error)) from None
     except sqlite3.DatabaseError as error:
-        raise _RunAll(f"unusable map: {index.path} cannot be read ({error})") from None
+        raise _RunAll(f"unusable map: {index.name} cannot be read ({error})") from None
 
 
 def _fill(
