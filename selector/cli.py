@@ -341,9 +341,37 @@ def why(arguments: argparse.Namespace) -> int:
         raise UserError(f"no plan at {path}: run `selector plan` first") from None
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read the plan {path}: {error}") from None
-    for line in explain(document, arguments.nodeid):
+    for line in explain(document, arguments.nodeid, _known_tests(arguments, document)):
         print(line)
     return 0
+
+
+def _known_tests(arguments: argparse.Namespace, document: dict[str, Any]) -> set[str] | None:
+    """The node IDs of the map a plan was made from: the local map of `selector run`, or
+    the store's; None where that map cannot be read here."""
+    from selector.config import ConfigError
+    from selector.local import local_map_path
+    from selector.mapdb import MapError, MapIndex
+    from selector.store import StoreError
+
+    commit, variant = document.get("map_commit"), document.get("variant")
+    if not isinstance(commit, str) or not isinstance(variant, str):
+        return None
+    try:
+        root, _head = _repository()
+        local = local_map_path(root, variant)
+        index = MapIndex(local) if local.is_file() else None
+        if index is not None and index.meta.commit != commit:
+            index.close()
+            index = None
+        if index is None:
+            index = MapIndex(_store_of(arguments).fetch(commit, variant), verified=True)
+    except (UserError, ConfigError, StoreError, MapError):
+        return None
+    try:
+        return set(index.tests) | index.collected
+    finally:
+        index.close()
 
 
 def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path, str]:
@@ -563,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     explainer.add_argument(
         "--plan", type=Path, help="plan file (default: .selector/last-plan.json)"
     )
+    explainer.add_argument("--store", help=f"where the plan's map is: {STORE_HELP}")
     explainer.set_defaults(handler=why)
 
     looker = commands.add_parser(
