@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selector import __version__
+from selector.nodeids import counted
 
 if TYPE_CHECKING:
     from selector.carry import CarryReport
@@ -105,7 +106,7 @@ def upload_map(arguments: argparse.Namespace) -> int:
         data, carry = stored.data, stored.carry
         if carry is not None and carry.not_carried:
             print(f"selector: warning: {_not_carried(carry)}", file=sys.stderr)
-        tests = f"{len(data.tests)} tests"
+        tests = counted(len(data.tests), "test")
         if carry is not None:
             tests += (
                 f" ({carry.rerun} re-run, {carry.carried} carried forward from "
@@ -124,9 +125,9 @@ def _not_carried(carry: "CarryReport") -> str:
     names = ", ".join(carry.not_carried[:5]) + (", ..." if len(carry.not_carried) > 5 else "")
     why = f" (every test: {carry.run_all_reason})" if carry.run_all_reason else ""
     return (
-        f"{len(carry.not_carried)} tests that the change since {carry.base_commit[:12]} can "
-        f"affect{why} were not re-run: the map has no recording of them, so every plan "
-        f"selects them until a run records them: {names}"
+        f"{counted(len(carry.not_carried), 'test')} that the change since "
+        f"{carry.base_commit[:12]} can affect{why} were not re-run: the map has no "
+        f"recording of them, so every plan selects them until a run records them: {names}"
     )
 
 
@@ -169,7 +170,7 @@ def list_maps(arguments: argparse.Namespace) -> int:
         when = stored.modified.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
         print(f"{stored.commit[:12]}  {stored.variant:<10}  {when:<16}  {_size(stored.size)}")
     total = _size(sum(stored.size for stored in found))
-    print(f"selector: {len(found)} maps ({total}) in {store.location}", file=sys.stderr)
+    print(f"selector: {counted(len(found), 'map')} ({total}) in {store.location}", file=sys.stderr)
     return 0
 
 
@@ -314,7 +315,7 @@ def run(arguments: argparse.Namespace) -> int:
     destination = local_map_path(root, request.variant)
     data = update_local_map(repo, planned, fragments, config, destination)
     print(
-        f"selector: local map updated: {len(data.tests)} tests -> {destination}",
+        f"selector: local map updated: {counted(len(data.tests), 'test')} -> {destination}",
         file=sys.stderr,
     )
     return status
@@ -330,16 +331,20 @@ def _all_tests_args(root: Path) -> list[str]:
 def why(arguments: argparse.Namespace) -> int:
     """Explain from the last plan why a test is, or is not, selected."""
     from selector.plan import explain
+    from selector.store import check_folder
 
     path = arguments.plan
     if path is None:
         root, _commit = _repository()
         path = root / LAST_PLAN
+        check_folder(path.parent)
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"no plan at {path}: run `selector plan` first") from None
-    except (OSError, ValueError) as error:
+    except OSError as error:
+        raise UserError(f"cannot read the plan {path}: {error.strerror}") from None
+    except ValueError as error:
         raise UserError(f"cannot read the plan {path}: {error}") from None
     for line in explain(document, arguments.nodeid, _known_tests(arguments, document)):
         print(line)
@@ -436,7 +441,7 @@ def lookup(arguments: argparse.Namespace) -> int:
         for nodeid, test in found.items():
             print(f"{test.duration:9.3f}s  {nodeid}")
         total = sum(test.duration for test in found.values())
-        print(f"selector: {len(found)} tests, {total:.1f}s recorded", file=sys.stderr)
+        print(f"selector: {counted(len(found), 'test')}, {total:.1f}s recorded", file=sys.stderr)
     return 0
 
 
@@ -475,7 +480,7 @@ def stats(arguments: argparse.Namespace) -> int:
     print(f"map: {name}")
     print(f"commit {meta.commit}  variant {meta.variant}  recorded {meta.created}")
     outcomes = ", ".join(f"{count} {name}" for name, count in sorted(found.outcomes.items()))
-    print(f"{found.tests} tests ({outcomes}), {found.files} files")
+    print(f"{counted(found.tests, 'test')} ({outcomes}), {counted(found.files, 'file')}")
     print(f"recorded test time {found.total_duration:.1f}s")
     sections: list[tuple[str, list[tuple[str, str]] | list[tuple[str, int]]]] = [
         ("longest tests (s)", [(name, f"{value:.3f}") for name, value in found.longest]),

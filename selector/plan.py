@@ -18,7 +18,7 @@ import git
 from selector import gitdiff
 from selector.config import Config
 from selector.mapdb import MapError, MapIndex, TestResult
-from selector.nodeids import by_item, covered
+from selector.nodeids import by_item, counted, covered
 from selector.planned import PLAN_VERSION
 from selector.select import Selection, Selector
 from selector.shard import Grouping, make_shards
@@ -347,11 +347,6 @@ def summary(plan: dict[str, Any]) -> list[str]:
         lines.append("changed code no recorded test runs:")
         lines += [f"  - {change}" for change in plan["uncovered_changes"][:10]]
     return lines
-
-
-def counted(count: int, noun: str) -> str:
-    """`1 test`, `2 tests`."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def reason_groups(entries: dict[str, Any]) -> list[tuple[str, int]]:

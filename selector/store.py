@@ -157,6 +157,7 @@ class FolderBackend:
         return os.fspath(self.folder)
 
     def list(self, prefix: str = "") -> list[StoredObject]:
+        check_folder(self.folder)
         if not self.folder.is_dir():
             return []
         found = []

@@ -24,7 +24,7 @@ from selector.carry import CarryError, CarryReport, carry_forward
 from selector.config import Config
 from selector.mapdb import MapData, MapError, MapMeta, merge, read_map
 from selector.plan import nearest_stored_maps
-from selector.store import MapStore, StoredMap, readable_map_file
+from selector.store import MapStore, StoredMap, check_folder, readable_map_file
 
 
 class UploadError(Exception):
@@ -107,6 +107,7 @@ def _fragments(
 ) -> dict[str, list[MapData]]:
     """The readable fragments recorded at `commit`, per variant."""
     folder = request.fragment_dir
+    check_folder(folder)
     by_variant: dict[str, list[MapData]] = {}
     for path in sorted(folder.glob("*.sqlite")) if folder.is_dir() else []:
         try:
