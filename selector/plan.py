@@ -392,9 +392,13 @@ def explain(plan: dict[str, Any], nodeid: str, known: set[str] | None = None) ->
     if known is not None and not covered([nodeid], known):
         return _unknown(plan, nodeid, known)
     if plan["run_all"]:
-        return [f"{nodeid} runs: the plan runs every test, because:"] + [
-            f"  - {reason}" for reason in plan["reasons"]
-        ]
+        lines = [f"{nodeid} runs: the plan runs every test, because:"]
+        lines += [f"  - {reason}" for reason in plan["reasons"]]
+        capped = plan.get("max_fraction_selection") or {"selected": [], "tests": {}}
+        for item in [item for item in capped["selected"] if covered([item], [nodeid])]:
+            lines.append("without max_fraction it would be selected:")
+            lines += [f"  - {reason}" for reason in capped["tests"][item]["reasons"]]
+        return lines
     changed = ", ".join(plan["changed_files"][:8]) or "none"
     return [
         f"{nodeid} is not selected: no change touches code, fixtures or files it depends on "

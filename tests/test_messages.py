@@ -232,6 +232,12 @@ def test_max_fraction_keeps_the_selection_beside_the_decision(
     assert "    30  m0.py:2 in f0 (and other reasons)" in text
     assert "     1  single.py:2 in g" in text
     assert json.loads((tmp_path / "plan.json").read_text())["max_fraction_selection"] == kept
+    assert selector(root, "why", "tests/test_single.py::test_one").stdout == (
+        "tests/test_single.py::test_one runs: the plan runs every test, because:\n"
+        "  - 31 of 40 recorded tests selected, above max_fraction 0.75\n"
+        "without max_fraction it would be selected:\n"
+        "  - single.py:2 in g\n"
+    )
 
 
 def test_running_all_counts_only_a_map_that_was_read(shop: Path) -> None:
