@@ -124,9 +124,10 @@ def _not_carried(carry: "CarryReport") -> str:
     """One line about the tests the change can affect that were not re-run."""
     names = ", ".join(carry.not_carried[:5]) + (", ..." if len(carry.not_carried) > 5 else "")
     why = f" (every test: {carry.run_all_reason})" if carry.run_all_reason else ""
+    were = "was" if len(carry.not_carried) == 1 else "were"
     return (
         f"{counted(len(carry.not_carried), 'test')} that the change since "
-        f"{carry.base_commit[:12]} can affect{why} were not re-run: the map has no "
+        f"{carry.base_commit[:12]} can affect{why} {were} not re-run: the map has no "
         f"recording of them, so every plan selects them until a run records them: {names}"
     )
 

@@ -49,6 +49,7 @@ from selector.mapdb import (
     TestResult,
     write_map,
 )
+from selector.nodeids import counted
 from selector.store import StoreError, ignore_workdir
 
 _ACTIVE: "Recorder | None" = None
@@ -308,7 +309,8 @@ class Recorder:
             self.message = f"no fragment written: {error}"
             return
         commit_note = "" if self._run.commit else " (not in a git repository: commit null)"
-        self.message = f"recorded {len(data.tests)} tests into {destination}{commit_note}"
+        recorded = counted(len(data.tests), "test")
+        self.message = f"recorded {recorded} into {destination}{commit_note}"
         self.notes = _child_notes(children, self._incomplete)
 
     def pytest_unconfigure(self) -> None:

@@ -79,8 +79,8 @@ def check_folder(folder: Path) -> None:
     for path in (folder, *folder.parents):
         if path.exists() and not path.is_dir():
             raise StoreError(
-                f"{path} is a file, but selector keeps its plans, maps and fragments in a "
-                "folder of that name: move or delete the file"
+                f"{path} is a file, but selector needs a folder there (for {folder}): move "
+                "or delete the file"
             )
         if path.is_dir():
             return
