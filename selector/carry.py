@@ -124,9 +124,11 @@ def _commits(repo: git.Repo, base: MapData, fresh: MapData) -> tuple[str, str]:
             f"{fresh.meta.variant}: pass a base map of the same variant"
         )
     if not gitdiff.has_commit(repo, base_commit):
+        fetch = gitdiff.fetch_commit_command(repo, base_commit)
+        how = f"`{fetch}`, or " if fetch else "from the repository that has it, or "
         raise CarryError(
             f"the base map's commit {base_commit[:12]} is not in this clone: fetch it "
-            f"(`git fetch origin {base_commit}`, or actions/checkout with fetch-depth: 0)"
+            f"({how}actions/checkout with fetch-depth: 0)"
         )
     return base_commit, head
 

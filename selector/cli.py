@@ -8,9 +8,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from selector import __version__
+from selector.nodeids import counted
 
 if TYPE_CHECKING:
     from selector.carry import CarryReport
@@ -105,7 +106,7 @@ def upload_map(arguments: argparse.Namespace) -> int:
         data, carry = stored.data, stored.carry
         if carry is not None and carry.not_carried:
             print(f"selector: warning: {_not_carried(carry)}", file=sys.stderr)
-        tests = f"{len(data.tests)} tests"
+        tests = counted(len(data.tests), "test")
         if carry is not None:
             tests += (
                 f" ({carry.rerun} re-run, {carry.carried} carried forward from "
@@ -123,10 +124,11 @@ def _not_carried(carry: "CarryReport") -> str:
     """One line about the tests the change can affect that were not re-run."""
     names = ", ".join(carry.not_carried[:5]) + (", ..." if len(carry.not_carried) > 5 else "")
     why = f" (every test: {carry.run_all_reason})" if carry.run_all_reason else ""
+    were = "was" if len(carry.not_carried) == 1 else "were"
     return (
-        f"{len(carry.not_carried)} tests that the change since {carry.base_commit[:12]} can "
-        f"affect{why} were not re-run: the map has no recording of them, so every plan "
-        f"selects them until a run records them: {names}"
+        f"{counted(len(carry.not_carried), 'test')} that the change since "
+        f"{carry.base_commit[:12]} can affect{why} {were} not re-run: the map has no "
+        f"recording of them, so every plan selects them until a run records them: {names}"
     )
 
 
@@ -169,7 +171,7 @@ def list_maps(arguments: argparse.Namespace) -> int:
         when = stored.modified.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
         print(f"{stored.commit[:12]}  {stored.variant:<10}  {when:<16}  {_size(stored.size)}")
     total = _size(sum(stored.size for stored in found))
-    print(f"selector: {len(found)} maps ({total}) in {store.location}", file=sys.stderr)
+    print(f"selector: {counted(len(found), 'map')} ({total}) in {store.location}", file=sys.stderr)
     return 0
 
 
@@ -200,11 +202,12 @@ def plan(arguments: argparse.Namespace) -> int:
     from selector import gitdiff
     from selector.config import load_config, resolve_variant
     from selector.plan import PlanRequest, make_plan, summary, write_plan
-    from selector.store import ignore_workdir, resolve_store
+    from selector.store import check_folder, resolve_store
 
     root, _commit = _repository()
     repo = gitdiff.open_repo(root)
     assert repo is not None
+    check_folder(root / LAST_PLAN.parent)
     config = load_config(root)
     working_tree = arguments.working_tree
     if working_tree is None:
@@ -219,8 +222,7 @@ def plan(arguments: argparse.Namespace) -> int:
         grouping=arguments.group,
     )
     document = make_plan(repo, request, config)
-    ignore_workdir(root / LAST_PLAN.parent)
-    write_plan(document, root / LAST_PLAN)
+    kept = _keep_last_plan(document, root)
     for line in summary(document):
         print(f"selector: {line}", file=sys.stderr)
     if arguments.format == "github":
@@ -228,6 +230,8 @@ def plan(arguments: argparse.Namespace) -> int:
 
         if arguments.output:
             write_plan(document, arguments.output)
+        elif not kept:
+            raise UserError(f"the plan could not be kept in {LAST_PLAN}: pass --output FILE")
         publish_plan(document, arguments.output or root / LAST_PLAN, os.environ)
         return 0
     if arguments.format == "json":
@@ -243,6 +247,28 @@ def plan(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _keep_last_plan(document: dict[str, Any], root: Path) -> bool:
+    """Keep a copy of the plan for `selector why`; whether it was kept.
+
+    The copy is a convenience: a read-only `.selector/` must not cost the plan itself, so
+    a failure is a one-line warning and the command goes on.
+    """
+    from selector.plan import write_plan
+    from selector.store import StoreError, ignore_workdir
+
+    try:
+        ignore_workdir(root / LAST_PLAN.parent)
+        write_plan(document, root / LAST_PLAN)
+    except StoreError as error:
+        problem = str(error)
+    except OSError as error:
+        problem = f"cannot write {root / LAST_PLAN}: {error.strerror}"
+    else:
+        return True
+    print(f"selector: warning: the plan is not kept for `selector why`: {problem}", file=sys.stderr)
+    return False
+
+
 def run(arguments: argparse.Namespace) -> int:
     """Plan the working tree against the local map, run the selection, update the map."""
     from selector import gitdiff
@@ -254,12 +280,13 @@ def run(arguments: argparse.Namespace) -> int:
         run_pytest,
         update_local_map,
     )
-    from selector.plan import summary, write_plan
-    from selector.store import ignore_workdir, resolve_store
+    from selector.plan import summary
+    from selector.store import check_folder, resolve_store
 
     root, _commit = _repository()
     repo = gitdiff.open_repo(root)
     assert repo is not None
+    check_folder(root / LAST_PLAN.parent)
     config = load_config(root)
     request = LocalRequest(
         variant=resolve_variant(arguments.variant, config),
@@ -268,8 +295,7 @@ def run(arguments: argparse.Namespace) -> int:
     )
     planned = plan_working_tree(repo, request, config, root)
     document = planned.plan
-    ignore_workdir(root / LAST_PLAN.parent)
-    write_plan(document, root / LAST_PLAN)
+    _keep_last_plan(document, root)
     for line in [*planned.notes, *summary(document)]:
         print(f"selector: {line}", file=sys.stderr)
     if arguments.dry_run:
@@ -290,7 +316,7 @@ def run(arguments: argparse.Namespace) -> int:
     destination = local_map_path(root, request.variant)
     data = update_local_map(repo, planned, fragments, config, destination)
     print(
-        f"selector: local map updated: {len(data.tests)} tests -> {destination}",
+        f"selector: local map updated: {counted(len(data.tests), 'test')} -> {destination}",
         file=sys.stderr,
     )
     return status
@@ -306,31 +332,65 @@ def _all_tests_args(root: Path) -> list[str]:
 def why(arguments: argparse.Namespace) -> int:
     """Explain from the last plan why a test is, or is not, selected."""
     from selector.plan import explain
+    from selector.store import check_folder
 
     path = arguments.plan
     if path is None:
         root, _commit = _repository()
         path = root / LAST_PLAN
+        check_folder(path.parent)
     try:
         document = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"no plan at {path}: run `selector plan` first") from None
-    except (OSError, ValueError) as error:
+    except OSError as error:
+        raise UserError(f"cannot read the plan {path}: {error.strerror}") from None
+    except ValueError as error:
         raise UserError(f"cannot read the plan {path}: {error}") from None
-    for line in explain(document, arguments.nodeid):
+    for line in explain(document, arguments.nodeid, _known_tests(arguments, document)):
         print(line)
     return 0
 
 
-def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path]:
-    """(repository root, map file): `--map`, else the map of HEAD's nearest ancestor."""
+def _known_tests(arguments: argparse.Namespace, document: dict[str, Any]) -> set[str] | None:
+    """The node IDs of the map a plan was made from: the local map of `selector run`, or
+    the store's; None where that map cannot be read here."""
+    from selector.config import ConfigError
+    from selector.local import local_map_path
+    from selector.mapdb import MapError, MapIndex
+    from selector.store import StoreError
+
+    commit, variant = document.get("map_commit"), document.get("variant")
+    if not isinstance(commit, str) or not isinstance(variant, str):
+        return None
+    try:
+        root, _head = _repository()
+        local = local_map_path(root, variant)
+        index = MapIndex(local) if local.is_file() else None
+        if index is not None and index.meta.commit != commit:
+            index.close()
+            index = None
+        if index is None:
+            index = MapIndex(_store_of(arguments).fetch(commit, variant), verified=True)
+    except (UserError, ConfigError, StoreError, MapError):
+        return None
+    try:
+        return set(index.tests) | index.collected
+    finally:
+        index.close()
+
+
+def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path, str]:
+    """(repository root, map file, its name for messages): `--map`, else the map of HEAD's
+    nearest ancestor, named as stored (the file is a temporary copy)."""
     from selector import gitdiff
     from selector.config import load_config, resolve_variant
     from selector.plan import nearest_stored_maps
+    from selector.store import readable_map_file
 
     root, commit = _repository()
     if arguments.map is not None:
-        return root, arguments.map
+        return root, readable_map_file(arguments.map), str(arguments.map)
     repo = gitdiff.open_repo(root)
     assert repo is not None
     variant = resolve_variant(arguments.variant, load_config(root))
@@ -338,7 +398,7 @@ def _local_map(arguments: argparse.Namespace) -> tuple[Path, Path]:
     skipped: list[str] = []
     found = next(nearest_stored_maps(repo, store, variant, commit, skipped), None)
     if found is not None:
-        return root, found[1]
+        return root, found[1], store.fetched[found[1]]
     for message in skipped:
         print(f"selector: {message}", file=sys.stderr)
     raise UserError(
@@ -361,9 +421,9 @@ def lookup(arguments: argparse.Namespace) -> int:
     from selector.explore import Target, lookup
     from selector.mapdb import MapIndex
 
-    root, map_file = _local_map(arguments)
+    root, map_file, name = _local_map(arguments)
     target = Target.parse(arguments.target)
-    index = MapIndex(map_file)
+    index = MapIndex(map_file, name=name)
     try:
         source = _map_source(root, index.meta.commit, target.path) if target.name else None
         found = lookup(index, target, source)
@@ -382,7 +442,7 @@ def lookup(arguments: argparse.Namespace) -> int:
         for nodeid, test in found.items():
             print(f"{test.duration:9.3f}s  {nodeid}")
         total = sum(test.duration for test in found.values())
-        print(f"selector: {len(found)} tests, {total:.1f}s recorded", file=sys.stderr)
+        print(f"selector: {counted(len(found), 'test')}, {total:.1f}s recorded", file=sys.stderr)
     return 0
 
 
@@ -391,8 +451,8 @@ def export(arguments: argparse.Namespace) -> int:
     from selector.explore import export_coverage, export_csv
     from selector.mapdb import read_map
 
-    root, map_file = _local_map(arguments)
-    data = read_map(map_file)
+    root, map_file, name = _local_map(arguments)
+    data = read_map(map_file, name=name)
     if arguments.coverage is not None:
         count = export_coverage(data, root, arguments.coverage)
         print(f"selector: wrote {arguments.coverage} with {count} test contexts")
@@ -410,18 +470,18 @@ def stats(arguments: argparse.Namespace) -> int:
     from selector.explore import stats
     from selector.mapdb import MapIndex, read_map
 
-    _root, map_file = _local_map(arguments)
-    data = read_map(map_file)
-    index = MapIndex(map_file)
+    _root, map_file, name = _local_map(arguments)
+    data = read_map(map_file, name=name)
+    index = MapIndex(map_file, name=name)
     try:
         found = stats(data, index, arguments.top)
     finally:
         index.close()
     meta = data.meta
-    print(f"map: {map_file}")
+    print(f"map: {name}")
     print(f"commit {meta.commit}  variant {meta.variant}  recorded {meta.created}")
     outcomes = ", ".join(f"{count} {name}" for name, count in sorted(found.outcomes.items()))
-    print(f"{found.tests} tests ({outcomes}), {found.files} files")
+    print(f"{counted(found.tests, 'test')} ({outcomes}), {counted(found.files, 'file')}")
     print(f"recorded test time {found.total_duration:.1f}s")
     sections: list[tuple[str, list[tuple[str, str]] | list[tuple[str, int]]]] = [
         ("longest tests (s)", [(name, f"{value:.3f}") for name, value in found.longest]),
@@ -537,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     explainer.add_argument(
         "--plan", type=Path, help="plan file (default: .selector/last-plan.json)"
     )
+    explainer.add_argument("--store", help=f"where the plan's map is: {STORE_HELP}")
     explainer.set_defaults(handler=why)
 
     looker = commands.add_parser(
@@ -679,6 +740,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from selector.store import StoreError
     from selector.upload import UploadError
 
+    if sys.stdout is None:  # started with standard output closed (`>&-`)
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 (open until the process ends)
     own = list(sys.argv[1:] if argv is None else argv)
     pytest_args: list[str] = []
     if own[:1] == ["run"]:
@@ -688,6 +751,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments.pytest_args = pytest_args
     try:
         status: int = arguments.handler(arguments)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_gone()
     except (
         UserError,
         MapError,
@@ -701,6 +767,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"selector: error: {error}", file=sys.stderr)
         return 1
     return status
+
+
+def _reader_gone() -> int:
+    """The reader of standard output left (`selector lookup ... | head -1`): stop quietly.
+
+    As the Python documentation recommends for SIGPIPE: standard output goes to devnull,
+    so the interpreter's own flush at exit cannot raise again, and the status is 1.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":

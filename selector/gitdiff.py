@@ -20,6 +20,9 @@ import git
 
 _SHA = re.compile(r"[0-9a-f]{40}")
 _NULL_SHA = "0" * 40
+# How much history a fetch hint asks for in a shallow clone: as many first-parent
+# ancestors as a plan searches for a map.
+SHALLOW_FETCH_DEPTH = 200
 _GITLINK_MODE = "160000"
 _STATUSES = {
     "A": "added",
@@ -585,15 +588,65 @@ def _failure_message(repo: git.Repo, command: str, stderr: str) -> str:
 
 
 def _missing_revision_message(repo: git.Repo, rev: str) -> str:
-    """Say that ``rev`` is not here and give the fetch command that would bring it."""
+    """Say that ``rev`` is not here and give a command that makes it resolve.
+
+    ``git fetch origin main`` alone does not create ``origin/main`` in a single-branch
+    clone (its refspec names one other branch), so a remote branch is fetched with an
+    explicit refspec; in a shallow clone with a depth, so that the map of an ancestor can
+    be found. Where the remote does not exist, the fix is another revision or the remote.
+    """
+    remotes = [each.name for each in repo.remotes]
     remote, _, branch = rev.partition("/")
-    if branch and remote in {each.name for each in repo.remotes}:
-        fetch = f"git fetch {remote} {branch}"
+    if branch and remote in remotes:
+        fix = f"fetch it (`{fetch_branch_command(repo, remote, branch)}`; in GitHub Actions, "
+        fix += "actions/checkout with fetch-depth: 0) or check the name"
+    elif branch and remote == "origin":  # the default base, in a clone without origin
+        fix = f"this clone has no remote {remote!r}: " + _other_base(repo, remotes, branch)
+    elif remotes:
+        fix = f"fetch it (`git fetch {_remote(remotes)} {rev}`) or check the name"
     else:
-        fetch = f"git fetch origin {rev}"
+        fix = "this clone has no remote to fetch it from: check the name"
+    return f"revision {rev!r} is not a commit in {_where(repo)}: {fix}"
+
+
+def fetch_branch_command(repo: git.Repo, remote: str, branch: str) -> str:
+    """The command that creates ``remote/branch`` here, whatever the clone's refspecs."""
+    depth = f" --depth={SHALLOW_FETCH_DEPTH}" if is_shallow(repo) else ""
+    return f"git fetch{depth} {remote} +refs/heads/{branch}:refs/remotes/{remote}/{branch}"
+
+
+def fetch_commit_command(repo: git.Repo, sha: str) -> str | None:
+    """The command that fetches one commit (by its sha), or None without a remote.
+
+    A shallow clone fetches the commit alone; a full one keeps its history whole.
+    """
+    remotes = [each.name for each in repo.remotes]
+    depth = " --depth=1" if is_shallow(repo) else ""
+    return f"git fetch{depth} {_remote(remotes)} {sha}" if remotes else None
+
+
+def is_shallow(repo: git.Repo) -> bool:
+    """Whether the clone's history is cut (``git clone --depth``)."""
+    return (Path(repo.common_dir) / "shallow").is_file()
+
+
+def _remote(remotes: list[str]) -> str:
+    """The remote to fetch from: origin if there is one, else the first."""
+    return "origin" if "origin" in remotes else remotes[0]
+
+
+def _other_base(repo: git.Repo, remotes: list[str], branch: str) -> str:
+    """What to compare with instead of a branch of a remote this clone does not have."""
+    if branch in {head.name for head in repo.heads}:
+        return f"use the local branch instead (`--base {branch}`)"
+    if remotes:
+        other = _remote(remotes)
+        command = fetch_branch_command(repo, other, branch)
+        return f"use `--base {other}/{branch}` after `{command}`"
+    command = fetch_branch_command(repo, "origin", branch)
     return (
-        f"revision {rev!r} is not a commit in {_where(repo)}: fetch it (`{fetch}`; in GitHub "
-        "Actions, actions/checkout with fetch-depth: 0) or check the name"
+        f"add it (`git remote add origin URL`, then `{command}`) or use a branch or commit "
+        "of this clone"
     )
 
 

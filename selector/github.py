@@ -154,22 +154,14 @@ def _seconds(value: float) -> str:
     return f"{minutes}m{rest:02d}s" if minutes else f"{value:.1f}s"
 
 
-def _weighted_reasons(plan: Mapping[str, Any]) -> list[tuple[str, int]]:
-    """Reasons with the number of recorded tests they select, most first."""
-    counts: dict[str, int] = {}
-    for entry in plan["tests"].values():
-        for reason in entry["reasons"]:
-            counts[reason] = counts.get(reason, 0) + max(entry["recorded_tests"], 1)
-    return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
-
-
 def step_summary(plan: Mapping[str, Any]) -> str:
     """The step summary: what runs, what it saves, why, and what no test covers."""
     total, selected = plan["total_count"], plan["selected_count"]
     shards = plan.get("shards") or []
     if plan["run_all"]:
-        lines = [f"### selector: every test runs ({total} recorded)", ""]
-        ran = f"every test ({total} recorded)"
+        recorded = f" ({total} recorded)" if total else ""
+        lines = [f"### selector: every test runs{recorded}", ""]
+        ran = f"every test{recorded}"
     else:
         share = f" ({selected / total:.0%})" if total else ""
         lines = [f"### selector: {selected} of {total} recorded tests selected{share}", ""]
@@ -190,17 +182,32 @@ def step_summary(plan: Mapping[str, Any]) -> str:
         lines += ["Why every test runs:", ""]
         why = [f"- {reason}" for reason in plan["reasons"]]
         lines += _block(why[:REASONS_SHOWN], len(why))
-    else:
-        weighted = _weighted_reasons(plan)
-        if weighted:
-            lines += ["Why (recorded tests selected per reason):", ""]
-            top = [f"{count:>6}  {reason}" for reason, count in weighted[:REASONS_SHOWN]]
-            lines += _block(top, len(weighted))
+        capped = plan.get("max_fraction_selection")
+        if capped:
+            lines += [
+                f"Without `max_fraction` the plan would run {capped['selected_count']} of "
+                f"{total} recorded tests, in {len(capped['selected'])} items (recorded tests "
+                "selected per set of reasons):",
+                "",
+                *_reasons_block(capped["tests"]),
+            ]
+    elif plan["tests"]:
+        lines += ["Why (recorded tests selected per set of reasons):", ""]
+        lines += _reasons_block(plan["tests"])
     uncovered = plan.get("uncovered_changes") or []
     if uncovered:
         lines += ["Changed lines that no recorded test runs:", ""]
         lines += _block(list(uncovered[:UNCOVERED_SHOWN]), len(uncovered))
     return "\n".join(lines)
+
+
+def _reasons_block(entries: Mapping[str, Any]) -> list[str]:
+    """The top reasons of a plan's `tests` entries, weighted by the tests they select."""
+    from selector.plan import reason_groups  # only `selector plan` writes a summary
+
+    groups = reason_groups(dict(entries))
+    top = [f"{count:>6}  {reason}" for reason, count in groups[:REASONS_SHOWN]]
+    return _block(top, len(groups))
 
 
 def publish_plan(plan: Mapping[str, Any], plan_file: Path, environ: Mapping[str, str]) -> None:

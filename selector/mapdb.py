@@ -298,22 +298,27 @@ def _insert(connection: sqlite3.Connection, data: MapData) -> None:
 # -- reading ------------------------------------------------------------------------
 
 
-def connect(path: Path, *, verified: bool = False) -> sqlite3.Connection:
+def connect(path: Path, *, verified: bool = False, name: str | None = None) -> sqlite3.Connection:
     """Open a map read-only after checking that it is one this version can use.
 
     SQLite's integrity check reads every page; a map the store has just checked against
-    its checksum (`verified`) skips it.
+    its checksum (`verified`) skips it. Messages call the map `name` if given: an unpacked
+    copy of a stored map is gone when the command ends, the stored map is what to fix.
     """
+    shown = name or path
     if not path.is_file():
-        raise MapError(f"no map at {path}")
-    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        raise MapError(f"no map at {shown}")
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.DatabaseError as error:  # the file cannot be opened: permissions, a lock
+        raise MapError(f"cannot open {shown} ({error})") from None
     try:
         meta = dict(connection.execute("SELECT key, value FROM meta").fetchall())
         if not verified and connection.execute("PRAGMA quick_check").fetchone() != ("ok",):
-            raise MapError(f"{path} is corrupt (SQLite integrity check failed); re-record it")
+            raise MapError(f"{shown} is corrupt (SQLite integrity check failed); re-record it")
     except sqlite3.DatabaseError as error:
         connection.close()
-        raise MapError(f"{path} is not a readable selector map ({error}); re-record it") from None
+        raise MapError(f"{shown} is not a readable selector map ({error}); re-record it") from None
     except MapError:
         connection.close()
         raise
@@ -321,7 +326,7 @@ def connect(path: Path, *, verified: bool = False) -> sqlite3.Connection:
     if version != str(SCHEMA_VERSION):
         connection.close()
         raise MapError(
-            f"{path} has map schema version {version}, this selector reads version "
+            f"{shown} has map schema version {version}, this selector reads version "
             f"{SCHEMA_VERSION}; re-record it with this version"
         )
     return connection
@@ -351,13 +356,15 @@ def read_tests(connection: sqlite3.Connection) -> dict[str, TestResult]:
     }
 
 
-def read_map(path: Path) -> MapData:
-    """Load a whole map into memory."""
-    connection = connect(path)
+def read_map(path: Path, *, name: str | None = None) -> MapData:
+    """Load a whole map into memory (`name`: how messages call it, as in `connect`)."""
+    connection = connect(path, name=name)
     try:
         return _load(connection)
     except (sqlite3.DatabaseError, KeyError) as error:
-        raise MapError(f"{path} is not a readable selector map ({error}); re-record it") from None
+        raise MapError(
+            f"{name or path} is not a readable selector map ({error}); re-record it"
+        ) from None
     finally:
         connection.close()
 
@@ -469,9 +476,10 @@ class MapIndex:
     reaches every test that uses the fixture.
     """
 
-    def __init__(self, path: Path, *, verified: bool = False) -> None:
+    def __init__(self, path: Path, *, verified: bool = False, name: str | None = None) -> None:
         self.path = path
-        self._connection = connect(path, verified=verified)
+        self.name = name or str(path)  # how messages call the map (see `connect`)
+        self._connection = connect(path, verified=verified, name=name)
         self._connection.create_function("lines_intersect", 2, _lines_intersect, deterministic=True)
         try:
             self.meta = read_meta(self._connection)
@@ -488,7 +496,7 @@ class MapIndex:
         except (sqlite3.DatabaseError, KeyError) as error:
             self._connection.close()
             raise MapError(
-                f"{path} is not a readable selector map ({error}); re-record it"
+                f"{self.name} is not a readable selector map ({error}); re-record it"
             ) from None
 
     def close(self) -> None:

@@ -57,3 +57,8 @@ def by_item(items: Iterable[str], nodeids: Iterable[str]) -> dict[str, list[str]
                 found.append(nodeid)
                 break
     return grouped
+
+
+def counted(count: int, noun: str) -> str:
+    """How messages count tests, items and maps: `1 test`, `2 tests`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -5,6 +5,7 @@ Action, `selector why`). Whenever the tool cannot decide, the plan says `run_all
 lists the reasons; it never silently runs nothing.
 """
 
+import difflib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -16,15 +17,15 @@ import git
 
 from selector import gitdiff
 from selector.config import Config
-from selector.mapdb import MapError, MapIndex
-from selector.nodeids import by_item, covered
+from selector.mapdb import MapError, MapIndex, TestResult
+from selector.nodeids import by_item, counted, covered
 from selector.planned import PLAN_VERSION
 from selector.select import Selection, Selector
 from selector.shard import Grouping, make_shards
-from selector.store import MapStore, StoreError
+from selector.store import MapStore, StoreError, readable_map_file
 from selector.testfiles import pytest_files
 
-ANCESTORS_SEARCHED = 200
+ANCESTORS_SEARCHED = gitdiff.SHALLOW_FETCH_DEPTH
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,15 @@ def nearest_stored_maps(
 
 
 class _RunAll(Exception):
-    """Planning stops: everything runs, for this reason."""
+    """Planning stops: everything runs, for this reason.
+
+    `map_tests`: the tests of a map that was read before planning stopped (the summary
+    says how many tests run), 0 if none was.
+    """
+
+    def __init__(self, reason: str, map_tests: int = 0) -> None:
+        super().__init__(reason)
+        self.map_tests = map_tests
 
 
 def make_plan(repo: git.Repo, request: PlanRequest, config: Config) -> dict[str, Any]:
@@ -142,7 +151,8 @@ def make_plan(repo: git.Repo, request: PlanRequest, config: Config) -> dict[str,
         plan["map_commit"] = index.meta.commit
         selection = _select(repo, index, request, config)
     except _RunAll as stop:
-        return _fill(plan, Selection(run_all_reasons=[str(stop)]), None, request)
+        stopped = Selection(run_all_reasons=[str(stop)], map_tests=stop.map_tests)
+        return _fill(plan, stopped, None, request)
     try:
         return _fill(plan, selection, index, request)
     finally:
@@ -166,9 +176,10 @@ def _open_map(
     """
     if request.map_file is not None:
         try:
-            return _checked(repo, MapIndex(request.map_file), request.variant)
-        except MapError as error:
+            index = MapIndex(readable_map_file(request.map_file), name=str(request.map_file))
+        except (MapError, StoreError) as error:
             raise _RunAll(f"unusable map: {error}") from None
+        return _checked(repo, index, request.variant)
     start = gitdiff.merge_base(repo, base_commit, head) or base_commit
     skipped: list[str] = []
     try:
@@ -176,7 +187,7 @@ def _open_map(
             repo, request.store, request.variant, start, skipped
         ):
             try:
-                index = MapIndex(path, verified=True)
+                index = MapIndex(path, verified=True, name=request.store.fetched.get(path))
             except MapError as error:
                 skipped.append(f"skipped the stored map of {commit[:12]}: {error}")
                 continue
@@ -198,7 +209,7 @@ def _checked(repo: git.Repo, index: MapIndex, variant: str) -> MapIndex:
     problem = _map_problem(repo, index, variant)
     if problem:
         index.close()
-        raise _RunAll(problem)
+        raise _RunAll(problem, len(index.tests))
     return index
 
 
@@ -209,9 +220,11 @@ def _map_problem(repo: git.Repo, index: MapIndex, variant: str) -> str | None:
     if commit is None:
         return "the map was recorded outside a git repository (no commit to diff from)"
     if not gitdiff.has_commit(repo, commit):
+        fetch = gitdiff.fetch_commit_command(repo, commit)
+        how = f"`{fetch}`, or " if fetch else "from the repository that has it, or "
         return (
             f"the map's commit {commit[:12]} is not in this clone: fetch it "
-            f"(`git fetch --depth=1 origin {commit}`, or actions/checkout with fetch-depth: 0)"
+            f"({how}actions/checkout with fetch-depth: 0)"
         )
     return None
 
@@ -225,9 +238,9 @@ def _select(repo: git.Repo, index: MapIndex, request: PlanRequest, config: Confi
         sources = GitSources(repo, root, commit, request.working_tree)
         return Selector(index, config, sources, pytest_files(root)).select(changes)
     except gitdiff.GitError as error:
-        raise _RunAll(str(error)) from None
+        raise _RunAll(str(error), len(index.tests)) from None
     except sqlite3.DatabaseError as error:
-        raise _RunAll(f"unusable map: {index.path} cannot be read ({error})") from None
+        raise _RunAll(f"unusable map: {index.name} cannot be read ({error})") from None
 
 
 def _fill(
@@ -239,9 +252,10 @@ def _fill(
     plan["run_all"] = selection.run_all
     plan["reasons"] = list(selection.run_all_reasons)
     plan["changed_files"] = selection.changed_files
-    plan["total_count"] = len(tests)
+    plan["total_count"] = len(tests) if index is not None else selection.map_tests
     plan["uncovered_changes"] = list(selection.uncovered)
     plan["removed"] = sorted(selection.removed)
+    plan["max_fraction_selection"] = None
     # Recorded tests shard one by one (a long parametrised test can spread over shards);
     # an item with no recorded test (a new test or file) is one unit of median length.
     units: dict[str, float | None] = {}
@@ -250,18 +264,18 @@ def _fill(
         plan["tests"] = {}
         plan["selected_count"] = len(tests)
         units.update((nodeid, test.duration) for nodeid, test in tests.items())
+        if selection.over_fraction:
+            entries, count = _entries(selection, tests, {})
+            plan["max_fraction_selection"] = {
+                "selected": list(entries),
+                "tests": entries,
+                "selected_count": count,
+            }
     else:
-        entries = {}
-        recorded_by_item = by_item(selection.items, tests)
-        for item in sorted(selection.items):
-            recorded = recorded_by_item[item]
-            units.update((nodeid, tests[nodeid].duration) for nodeid in recorded)
-            if not recorded:
-                units[item] = None
-            entries[item] = {"reasons": selection.items[item], "recorded_tests": len(recorded)}
+        entries, count = _entries(selection, tests, units)
         plan["selected"] = list(entries)
         plan["tests"] = entries
-        plan["selected_count"] = sum(len(found) for found in recorded_by_item.values())
+        plan["selected_count"] = count
     shards = make_shards(units, request.shards, request.grouping)
     plan["estimated_duration"] = round(sum(shard.duration for shard in shards), 3)
     plan["estimated_saved"] = round(max(total_time - plan["estimated_duration"], 0.0), 3)
@@ -271,6 +285,25 @@ def _fill(
         for shard in shards
     ]
     return plan
+
+
+def _entries(
+    selection: Selection, tests: dict[str, TestResult], units: dict[str, float | None]
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """The plan's `tests` entries of the selected items, and the recorded tests they run.
+
+    Adds the shard units to `units`: each recorded test with its duration, and each item
+    without one as a unit of unknown length.
+    """
+    entries = {}
+    recorded_by_item = by_item(selection.items, tests)
+    for item in sorted(selection.items):
+        recorded = recorded_by_item[item]
+        units.update((nodeid, tests[nodeid].duration) for nodeid in recorded)
+        if not recorded:
+            units[item] = None
+        entries[item] = {"reasons": selection.items[item], "recorded_tests": len(recorded)}
+    return entries, sum(len(found) for found in recorded_by_item.values())
 
 
 def write_plan(plan: dict[str, Any], destination: Path) -> None:
@@ -286,22 +319,27 @@ def summary(plan: dict[str, Any]) -> list[str]:
     total = plan["total_count"]
     lines = list(plan["notes"])
     if plan["run_all"]:
-        lines.append(f"running all tests ({total} recorded), because:")
+        recorded = f" ({total} recorded)" if total else ""
+        lines.append(f"running all tests{recorded}, because:")
         lines += [f"  - {reason}" for reason in plan["reasons"]]
+        capped = plan.get("max_fraction_selection")
+        if capped:
+            lines.append(
+                f"  (the selection, {counted(capped['selected_count'], 'test')} in "
+                f"{counted(len(capped['selected']), 'item')}, is in the plan under "
+                "max_fraction_selection)"
+            )
         return lines
     selected = plan["selected_count"]
     share = f" ({selected / total:.0%})" if total else ""
     saved = plan.get("estimated_saved", 0.0)
     lines.append(
-        f"{selected} of {total} recorded tests selected{share}, in {len(plan['selected'])} "
-        f"items; about {_duration(saved)} of recorded test time saved"
+        f"{selected} of {total} recorded tests selected{share}, in "
+        f"{counted(len(plan['selected']), 'item')}; about {_duration(saved)} of recorded "
+        "test time saved"
     )
-    reasons: dict[str, int] = {}
-    for entry in plan["tests"].values():
-        for reason in entry["reasons"]:
-            reasons[reason] = reasons.get(reason, 0) + max(entry["recorded_tests"], 1)
-    for reason, count in sorted(reasons.items(), key=lambda pair: -pair[1])[:5]:
-        lines.append(f"  {count:>5} tests: {reason}")
+    for reason, count in reason_groups(plan["tests"])[:5]:
+        lines.append(f"  {count:>5} {'test' if count == 1 else 'tests'}: {reason}")
     if len(plan["shards"]) > 1:
         spread = ", ".join(_duration(shard["duration"]) for shard in plan["shards"])
         lines.append(f"{len(plan['shards'])} shards, estimated: {spread}")
@@ -311,17 +349,38 @@ def summary(plan: dict[str, Any]) -> list[str]:
     return lines
 
 
+def reason_groups(entries: dict[str, Any]) -> list[tuple[str, int]]:
+    """Why the selected items run, one line per set of reasons, with the recorded tests it
+    selects, most first.
+
+    Items that share their reasons share a line, so each selected test is counted once: a
+    test with 500 parameters that 500 changed modules select is one line of 500 tests, not
+    a line of 500 tests for every module.
+    """
+    groups: dict[tuple[str, ...], int] = {}
+    for entry in entries.values():
+        key = tuple(entry["reasons"])
+        groups[key] = groups.get(key, 0) + max(entry["recorded_tests"], 1)
+    lines = [
+        (key[0] + (" (and other reasons)" if len(key) > 1 else ""), count)
+        for key, count in groups.items()
+        if key
+    ]
+    return sorted(lines, key=lambda pair: (-pair[1], pair[0]))
+
+
 def _duration(seconds: float) -> str:
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes}m{rest:02d}s" if minutes else f"{seconds:.1f}s"
 
 
-def explain(plan: dict[str, Any], nodeid: str) -> list[str]:
-    """Why `nodeid` is, or is not, in the plan."""
-    if plan["run_all"]:
-        return [f"{nodeid} runs: the plan runs every test, because:"] + [
-            f"  - {reason}" for reason in plan["reasons"]
-        ]
+def explain(plan: dict[str, Any], nodeid: str, known: set[str] | None = None) -> list[str]:
+    """Why `nodeid` is, or is not, in the plan.
+
+    `known`: the node IDs of the plan's map, if it can be read; a node ID the plan does
+    not select and the map does not know is most likely misspelt, so the nearest known
+    ones are shown.
+    """
     if nodeid in plan["removed"]:
         return [f"{nodeid} is not run: it was recorded, but its definition is gone"]
     covering = [item for item in plan["selected"] if covered([item], [nodeid])]
@@ -330,8 +389,30 @@ def explain(plan: dict[str, Any], nodeid: str) -> list[str]:
         for item in covering:
             lines += [f"  - {reason}" for reason in plan["tests"][item]["reasons"]]
         return lines
+    if known is not None and not covered([nodeid], known):
+        return _unknown(plan, nodeid, known)
+    if plan["run_all"]:
+        lines = [f"{nodeid} runs: the plan runs every test, because:"]
+        lines += [f"  - {reason}" for reason in plan["reasons"]]
+        capped = plan.get("max_fraction_selection") or {"selected": [], "tests": {}}
+        for item in [item for item in capped["selected"] if covered([item], [nodeid])]:
+            lines.append("without max_fraction it would be selected:")
+            lines += [f"  - {reason}" for reason in capped["tests"][item]["reasons"]]
+        return lines
     changed = ", ".join(plan["changed_files"][:8]) or "none"
     return [
         f"{nodeid} is not selected: no change touches code, fixtures or files it depends on "
         f"(changed files: {changed})"
     ]
+
+
+def _unknown(plan: dict[str, Any], nodeid: str, known: set[str]) -> list[str]:
+    """A node ID that neither the plan nor its map knows, and the nearest known ones."""
+    commit = (plan.get("map_commit") or "")[:12]
+    runs = "; the plan runs every test, so it runs if pytest collects it" if plan["run_all"] else ""
+    lines = [f"{nodeid} is unknown: the map of {commit} has no such test{runs}"]
+    nearest = difflib.get_close_matches(nodeid, sorted(known), n=5, cutoff=0.5)
+    if nearest:
+        lines.append("the nearest known tests:")
+        lines += [f"  {name}" for name in nearest]
+    return lines

@@ -88,6 +88,22 @@ def _run_info(
     )
 
 
+def _check_fragment_dir(root: Path, fragment_dir: Path) -> None:
+    """Stop before the first test if the fragment cannot be written at the end.
+
+    Otherwise the whole suite runs, and its recording is lost (`.selector` a file, a
+    read-only folder).
+    """
+    from selector.store import StoreError, check_writable, ignore_workdir
+
+    try:
+        if fragment_dir.parent.is_relative_to(root):
+            ignore_workdir(fragment_dir.parent)
+        check_writable(fragment_dir)
+    except StoreError as error:
+        raise pytest.UsageError(f"selector: {error}") from None
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None]:
     options = early_config.known_args_namespace
@@ -98,6 +114,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         root, run = _run_info(
             early_config.rootpath, options.selector_variant, options.selector_fragments
         )
+        _check_fragment_dir(root, run.fragment_dir)
         tracked = TrackedFiles(root)
         try:
             collector = make_collector(options.selector_collector, tracked)

@@ -49,7 +49,8 @@ from selector.mapdb import (
     TestResult,
     write_map,
 )
-from selector.store import ignore_workdir
+from selector.nodeids import counted
+from selector.store import StoreError, ignore_workdir
 
 _ACTIVE: "Recorder | None" = None
 _FORK_HANDLER_INSTALLED = False
@@ -306,11 +307,16 @@ class Recorder:
         data = self._map_data(by_context, children)
         destination = self._run.fragment_dir / self._fragment_name()
         workdir = self._run.fragment_dir.parent  # .selector/, where maps go too
-        if workdir.is_relative_to(self.tracked.root):
-            ignore_workdir(workdir)
-        write_map(destination, data)
+        try:
+            if workdir.is_relative_to(self.tracked.root):
+                ignore_workdir(workdir)
+            write_map(destination, data)
+        except (OSError, StoreError) as error:  # checked at the start, changed since
+            self.message = f"no fragment written: {error}"
+            return
         commit_note = "" if self._run.commit else " (not in a git repository: commit null)"
-        self.message = f"recorded {len(data.tests)} tests into {destination}{commit_note}"
+        recorded = counted(len(data.tests), "test")
+        self.message = f"recorded {recorded} into {destination}{commit_note}"
         if not data.tests:
             self.message += (
                 f" (none of the {len(data.collected)} collected ran: it lists them, so that "

@@ -63,6 +63,8 @@ class Selection:
     uncovered: list[str] = field(default_factory=list)
     removed: set[str] = field(default_factory=set)  # recorded tests that no longer exist
     changed_files: list[str] = field(default_factory=list)
+    over_fraction: bool = False  # everything runs only because `items` exceed max_fraction
+    map_tests: int = 0  # tests in a map that planning read but could not use
 
     @property
     def run_all(self) -> bool:
@@ -197,13 +199,13 @@ class Selector:
         if change.identical:
             return
         if change.module_changed:
-            self._whole_file(path, f"{path}:{_new_lines(hunks)} at module level")
+            self._whole_file(path, f"{_where(path, hunks)} at module level")
             return
         old_scopes = scopes.function_scopes(old_tree)
         for qualname in change.changed_functions:
             scope = old_scopes[qualname]
             first, last = scope.body
-            reason = f"{path}:{_new_lines(hunks, first, last)} in {qualname}"
+            reason = f"{_where(path, hunks, first, last)} in {qualname}"
             tests = self._index.tests_running(path, range(first, last + 1))
             if tests:
                 self._select(tests, reason)
@@ -226,7 +228,7 @@ class Selector:
         outside = self._index.contexts_reading(path) - _loading(path)
         self._select(
             self._index.tests_including_any(outside),
-            f"{path}:{_new_lines(hunks)} changed, and its text was read outside its import",
+            f"{_where(path, hunks)} changed, and its text was read outside its import",
         )
         return bool(outside)
 
@@ -246,7 +248,7 @@ class Selector:
         that read the file's text were (`_source_readers`).
         """
         first, last = constant.lines
-        where = f"{path}:{_new_lines(hunks, first, last)}"
+        where = _where(path, hunks, first, last)
         readers = constants.find_readers(path, constant, self._sources, self._may_run)
         if isinstance(readers, str):
             self._whole_file(path, f"{where} at module level ({constant.name}: {readers})")
@@ -403,6 +405,7 @@ class Selector:
         selected = len(covered(self._selection.items, self._index.tests))
         limit = self._config.max_fraction
         if selected / total > limit:
+            self._selection.over_fraction = True
             self._run_all(
                 f"{selected} of {total} recorded tests selected, above max_fraction {limit:g}"
             )
@@ -461,14 +464,21 @@ def _loading(path: str) -> set[ContextKey]:
     return loading
 
 
-def _new_lines(hunks: tuple[Hunk, ...], first: int = 0, last: int = sys.maxsize) -> str:
-    """The changed lines on the new side, of the hunks that touch old lines first..last."""
+def _where(path: str, hunks: tuple[Hunk, ...], first: int = 0, last: int = sys.maxsize) -> str:
+    """`path:lines`: the changed lines on the new side, of the hunks that touch old lines
+    first..last; only `path` when no hunk does (the change is known from the syntax tree).
+
+    A hunk that only inserts (`-5,0 +6,2`) lies between old lines 5 and 6, so it touches
+    both: lines added at the top of a function's body are in that function.
+    """
     spans = []
     for hunk in hunks:
-        old_last = hunk.old_start + max(hunk.old_count, 1) - 1
+        old_last = hunk.old_start + max(hunk.old_count, 1) - (1 if hunk.old_count else 0)
         if hunk.old_start > last or old_last < first:
             continue
         new_last = hunk.new_start + max(hunk.new_count, 1) - 1
         start = max(hunk.new_start, 1)
         spans.append(f"{start}" if new_last <= start else f"{start}-{new_last}")
-    return ",".join(spans[:4]) + (",..." if len(spans) > 4 else "") or "?"
+    if not spans:
+        return path
+    return f"{path}:" + ",".join(spans[:4]) + (",..." if len(spans) > 4 else "")

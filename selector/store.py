@@ -58,12 +58,48 @@ def ignore_workdir(folder: Path) -> None:
     """Create selector's working folder with a .gitignore, so git never sees its files.
 
     A map or fragment inside the work tree must not make the tree dirty nor show up as an
-    untracked file in a diff.
+    untracked file in a diff. A folder that cannot be made is a StoreError that says why.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    ignore = folder / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# created by selector\n*\n")
+    check_folder(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        ignore = folder / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# created by selector\n*\n")
+    except OSError as error:
+        raise StoreError(f"cannot write to {folder}: {error.strerror}") from None
+
+
+def check_folder(folder: Path) -> None:
+    """Fail in one line if `folder`, or a folder above it, exists as something else.
+
+    A file named `.selector` shadows every path selector keeps there (plans, maps,
+    fragments); saying so at once beats a traceback from deep inside, or a whole test
+    run recorded for nothing.
+    """
+    for path in (folder, *folder.parents):
+        if path.exists() and not path.is_dir():
+            raise StoreError(
+                f"{path} is a file, but selector needs a folder there (for {folder}): move "
+                "or delete the file"
+            )
+        if path.is_dir():
+            return
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` and prove that a file can be written there, or say why not.
+
+    Tried for real (a temporary file, removed at once): permission bits do not tell what
+    a privileged user, a read-only mount or a full disk allows.
+    """
+    check_folder(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise StoreError(f"cannot write to {folder}: {error.strerror}") from None
 
 
 class StoreError(Exception):
@@ -130,6 +166,7 @@ class FolderBackend:
         return os.fspath(self.folder)
 
     def list(self, prefix: str = "") -> list[StoredObject]:
+        check_folder(self.folder)
         if not self.folder.is_dir():
             return []
         found = []
@@ -232,6 +269,11 @@ def unpack(source: Path, destination: Path, digest: str) -> None:
             found.update(chunk)
     if found.hexdigest() != digest:
         raise StoreError(f"{source.name} is corrupt (its sha256 does not match its name)")
+    _gunzip(source, destination)
+
+
+def _gunzip(source: Path, destination: Path) -> None:
+    """Unpack a gzip file to `destination` (atomically); StoreError if it is damaged."""
     temporary = destination.with_name(f".{destination.name}.tmp")
     unpacker = zlib.decompressobj(wbits=31)
     try:
@@ -288,6 +330,8 @@ class MapStore:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        # Where each fetched copy came from: messages name the stored map, not the copy.
+        self.fetched: dict[Path, str] = {}
 
     @property
     def location(self) -> str:
@@ -327,6 +371,7 @@ class MapStore:
                 raise StoreError(f"stored map in {self.location}: {error}") from None
         finally:
             packed.unlink(missing_ok=True)
+        self.fetched[unpacked] = f"{self.location.rstrip('/')}/{stored.name}"
         return unpacked
 
     def put(self, data: MapData) -> StoredMap:
@@ -377,6 +422,29 @@ class MapStore:
     def remove(self, maps: Sequence[StoredMap]) -> None:
         """Delete these maps from the store."""
         self.backend.delete([stored.name for stored in maps])
+
+
+def readable_map_file(path: Path) -> Path:
+    """A map file given by name (`--map`), as SQLite: a stored map (`.sqlite.gz`, what a
+    cache or an artifact holds) is unpacked into a temporary copy first.
+
+    The content decides, not the name. A stored map's name carries its sha256, which is
+    checked as in the store; gzip checks its own CRC either way.
+    """
+    try:
+        with path.open("rb") as handle:
+            packed = handle.read(2) == b"\x1f\x8b"
+    except OSError:
+        return path  # opening it as a map says what is wrong
+    if not packed:
+        return path
+    match = _MAP_NAME.match(path.name)
+    unpacked = _scratch_folder() / f"{next(_NAMES)}.sqlite"
+    if match is None:
+        _gunzip(path, unpacked)
+    else:
+        unpack(path, unpacked, match["digest"])
+    return unpacked
 
 
 @functools.cache

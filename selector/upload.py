@@ -24,7 +24,7 @@ from selector.carry import CarryError, CarryReport, carry_forward
 from selector.config import Config
 from selector.mapdb import MapData, MapError, MapMeta, merge, read_map
 from selector.plan import nearest_stored_maps
-from selector.store import MapStore, StoredMap
+from selector.store import MapStore, StoredMap, check_folder, readable_map_file
 
 
 class UploadError(Exception):
@@ -107,6 +107,7 @@ def _fragments(
 ) -> dict[str, list[MapData]]:
     """The readable fragments recorded at `commit`, per variant."""
     folder = request.fragment_dir
+    check_folder(folder)
     by_variant: dict[str, list[MapData]] = {}
     for path in sorted(folder.glob("*.sqlite")) if folder.is_dir() else []:
         try:
@@ -168,12 +169,13 @@ def _base_map(
     its tests are affected by the longer change.
     """
     if request.base_map is not None:
-        return request.base_map, read_map(request.base_map)
+        path = readable_map_file(request.base_map)
+        return path, read_map(path, name=str(request.base_map))
     commit, variant = fresh.meta.commit, fresh.meta.variant
     assert commit is not None
     for candidate, path in nearest_stored_maps(repo, request.store, variant, commit, warnings):
         try:
-            return path, read_map(path)
+            return path, read_map(path, name=request.store.fetched.get(path))
         except MapError as error:
             warnings.append(f"skipped the stored map of {candidate[:12]}: {error}")
     return None

@@ -403,7 +403,7 @@ def test_resolve_commit(root: Path, repo: git.Repo) -> None:
         resolve_commit(repo, "origin/main")
     message = str(unknown.value)
     assert "'origin/main'" in message
-    assert "git fetch origin main" in message
+    assert "git fetch origin +refs/heads/main:refs/remotes/origin/main" in message
     assert "\n" not in message
     with pytest.raises(GitError, match="--output=x"):  # an argument, never an option
         resolve_commit(repo, "--output=x")

@@ -19,7 +19,7 @@ def test_failing_suite_still_leaves_a_complete_fragment(project: Project) -> Non
     project.commit()
     result = project.record()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["selector: recorded 1 tests into *"])
+    result.stdout.fnmatch_lines(["selector: recorded 1 test into *"])
     assert project.fragment().tests["test_fail.py::test_fails"].outcome == "failed"
 
 
@@ -139,7 +139,7 @@ def test_outside_a_git_repository_the_commit_is_null(project: Project) -> None:
     project.write({"test_plain.py": "def test_plain():\n    pass\n"})
     (project.path / ".git").rename(project.path / "not-git")
     result = project.record()
-    result.stdout.fnmatch_lines(["selector: recorded 1 tests into * (not in a git repository*"])
+    result.stdout.fnmatch_lines(["selector: recorded 1 test into * (not in a git repository*"])
     assert project.fragment().meta.commit is None
 
 
@@ -204,5 +204,5 @@ def test_upload_map_skips_a_corrupt_fragment(
     assert main(["upload-map"]) == 0
     captured = capsys.readouterr()
     assert "skipped a fragment" in captured.err
-    assert "1 tests" in captured.out
+    assert "1 test," in captured.out
     assert ".selector" not in git(project.path, "status", "--porcelain", "--untracked-files=all")

@@ -254,7 +254,7 @@ def test_a_local_put_leaves_only_the_map(tmp_path: Path) -> None:
 def test_a_local_store_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("in the way\n")
     store = LocalStore(tmp_path / "file" / "maps")
-    with pytest.raises(StoreError, match=r"^cannot write to .*file/maps: Not a directory$"):
+    with pytest.raises(StoreError, match=r"/file is a file, but selector needs a folder there"):
         store.put(map_data(COMMITS[0]))
 
 

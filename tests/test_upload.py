@@ -264,7 +264,7 @@ def test_an_affected_test_that_was_not_rerun_is_not_carried_and_every_plan_selec
     head = project.commit("mul changed")
     project.record("-k", "not test_mul").assert_outcomes(passed=5, deselected=1)
     _out, err = upload(capsys)
-    assert "1 tests that the change since" in err
+    assert "1 test that the change since" in err
     assert "every plan selects them until a run records them: tests/test_ops.py::test_mul" in err
     stored = only_map_at(project, head)
     assert "tests/test_ops.py::test_mul" not in stored.tests
@@ -443,7 +443,10 @@ def test_an_unwritable_store_is_one_line_and_leaves_nothing(
     blocker.write_text("a file where the store folder should be\n")
     _out, err = upload(capsys, "--store", str(blocker / "maps"), status=1)
     assert err.count("\n") == 1
-    assert err.startswith(f"selector: error: cannot write to {blocker / 'maps'}:")
+    assert err == (
+        f"selector: error: {blocker} is a file, but selector needs a folder there "
+        f"(for {blocker / 'maps'}): move or delete the file\n"
+    )
 
 
 def test_all_fragments_corrupt_is_a_clear_error(
