@@ -191,6 +191,7 @@ class FolderBackend:
 
         The stored time becomes the file's modification time (which the rename keeps).
         """
+        check_folder(self.folder)
         temporary: Path | None = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
