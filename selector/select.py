@@ -374,14 +374,16 @@ class Selector:
                 self._select_item(path, f"{path} has no recorded tests")
 
     def _drop_removed_tests(self) -> None:
-        """Recorded tests whose definition is gone must not be passed to pytest."""
+        """Recorded tests that are certainly gone leave the plan: pytest errors on a node
+        ID it cannot find. A test whose file may still define it stays, whatever selects it."""
         present = {
-            path: _defined_items(path, tree) for path, tree in self._changed_test_files.items()
+            path: None if tree is None else scopes.namespace(tree)
+            for path, tree in self._changed_test_files.items()
         }
         for path, nodeids in self._tests_by_file.items():
             for nodeid in nodeids:
                 gone = path in self._gone_files or (
-                    path in present and not _still_defined(item_of(nodeid), present[path])
+                    path in present and _certainly_gone(item_of(nodeid), present[path])
                 )
                 if gone:
                     self._selection.removed.add(nodeid)
@@ -408,45 +410,17 @@ class Selector:
             )
 
 
-@dataclass(frozen=True)
-class _Definitions:
-    """Top-level names of a test file and, per class without bases, its method names."""
+def _certainly_gone(item: str, namespace: scopes.Namespace | None) -> bool:
+    """Whether the test `item` of a changed test file can no longer be collected.
 
-    names: frozenset[str]
-    methods: dict[str, frozenset[str] | None]  # None: methods may be inherited
-
-
-def _defined_items(path: str, tree: ast.Module | None) -> _Definitions | None:
-    if tree is None:
-        return None
-    names = set()
-    methods: dict[str, frozenset[str] | None] = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        if isinstance(node, ast.ClassDef):
-            own = frozenset(
-                child.name
-                for child in node.body
-                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-            )
-            methods[node.name] = None if node.bases or node.keywords else own
-    return _Definitions(frozenset(names), methods)
-
-
-def _still_defined(item: str, definitions: _Definitions | None) -> bool:
-    """Conservative: only a name that is certainly gone counts as removed."""
-    if definitions is None:
-        return True
+    Only a name that no statement of the new file binds, in a file that cannot bind names
+    unseen (scopes.Namespace), is gone. A name that is no identifier (a doctest's
+    `module.function`, an item a plugin made) says nothing: it stays.
+    """
     parts = item.split("::")[1:]
-    if not parts or not parts[0].isidentifier():
-        return True
-    if parts[0] not in definitions.names:
+    if namespace is None or not parts or not all(part.isidentifier() for part in parts):
         return False
-    if len(parts) == 2 and parts[1].isidentifier():
-        methods = definitions.methods.get(parts[0])
-        return methods is None or parts[1] in methods
-    return True
+    return namespace.certainly_unbound(parts)
 
 
 def _loading(path: str) -> set[ContextKey]:
