@@ -3,9 +3,16 @@
 Everything else is deselected through `pytest_deselected`, so pytest reports it as
 deselected, and `-k`/`-m` given by the user narrow the selection further. A shard with
 nothing to run is a success with a one-line message, not pytest's "no tests" exit 5.
+
+The plan's items are relative to the repository root, and pytest's node IDs to its rootdir,
+which depends on the arguments and configuration files: a collected test is matched by its
+repository-relative node ID (`repository_nodeid`), whatever the rootdir. A plan whose
+selected tests are none of them collected, or a shard whose planned tests are all missing,
+is a usage error, never a green run of nothing: the run is not the one the plan was for.
 """
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,32 +65,133 @@ def load_plan(path: Path) -> dict[str, Any]:
         raise _usage_error(
             f"{path} is a plan of version {found}, this selector reads version {PLAN_VERSION}"
         )
+    problem = _plan_problem(plan)
+    if problem is not None:
+        raise _usage_error(
+            f"{path} is no usable plan: {problem}; make it with `selector plan --output {path}`"
+        )
     return plan
 
 
-class PlannedRun:
-    """pytest plugin object: deselects what is not this shard's."""
+def _plan_problem(plan: dict[str, Any]) -> str | None:
+    """What is wrong with the keys a planned run reads, if anything (one bad key named)."""
+    if not isinstance(plan.get("run_all"), bool):
+        return _bad_key(plan, "run_all", "true or false")
+    if not _strings(plan.get("selected")):
+        return _bad_key(plan, "selected", "a list of node IDs")
+    shards = plan.get("shards", [])
+    if not isinstance(shards, list):
+        return _bad_key(plan, "shards", "a list of shards")
+    for number, shard in enumerate(shards):
+        if not (
+            isinstance(shard, dict)
+            and type(shard.get("index")) is int
+            and 1 <= shard["index"] <= len(shards)
+            and _strings(shard.get("units"))
+        ):
+            return f'"shards"[{number}] must hold an "index" from 1 to {len(shards)} and "units"'
+    return None
 
-    def __init__(self, plan: dict[str, Any], shard: str | None) -> None:
+
+def _bad_key(plan: dict[str, Any], key: str, wanted: str) -> str:
+    if key not in plan:
+        return f'"{key}" is missing'
+    return f'"{key}" must be {wanted}, not {json.dumps(plan[key])[:60]}'
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(element, str) for element in value)
+
+
+def repository_nodeid(item: pytest.Item, root: Path, resolved: dict[Path, Path]) -> str:
+    """The node ID of `item` with its file relative to `root`, not to pytest's rootdir.
+
+    pytest names a test by the file that collects it (the node whose ID is the node ID's
+    path part) and the names inside. A file outside `root` keeps pytest's node ID.
+    `resolved` caches real paths between calls.
+    """
+    path_part, separator, rest = item.nodeid.partition("::")
+    file = next((node for node in item.listchain() if node.nodeid == path_part), None)
+    if file is None:
+        return item.nodeid
+    if file.path not in resolved:
+        resolved[file.path] = Path(os.path.realpath(file.path))
+    real = resolved[file.path]
+    if not real.is_relative_to(root):
+        return item.nodeid
+    return real.relative_to(root).as_posix() + separator + rest
+
+
+class PlannedRun:
+    """pytest plugin object: deselects what is not this shard's.
+
+    `root` is the repository the plan was made in, resolved; `nodeids` holds the
+    repository-relative node ID of every collected item, by `id(item)`, and `real_paths`
+    the real path of every test file.
+    """
+
+    def __init__(self, plan: dict[str, Any], shard: str | None, root: Path) -> None:
         shards = plan.get("shards") or []
         self.planned_shards = max(len(shards), 1)
         self.index, self.count = parse_shard(shard or "1", self.planned_shards)
         self.run_all: bool = plan["run_all"]
         self.selected = set(plan["selected"])
         self.assignment = {unit: entry["index"] for entry in shards for unit in entry["units"]}
+        self.root = root
+        self.nodeids: dict[int, str] = {}
+        self.real_paths: dict[Path, Path] = {}
+        self.error: str | None = None  # this is not the run the plan was made for
         self.message = ""
 
+    def nodeid(self, item: pytest.Item) -> str:
+        """The repository-relative node ID of a collected item."""
+        found = self.nodeids.get(id(item))
+        if found is None:
+            found = self.nodeids[id(item)] = repository_nodeid(item, self.root, self.real_paths)
+        return found
+
     def runs(self, nodeid: str) -> bool:
-        """Whether this shard runs the test."""
-        if not self.run_all and not any(item in self.selected for item in prefixes(nodeid)):
-            return False
+        """Whether this shard runs the test (by its repository-relative node ID)."""
+        return self.is_selected(nodeid) and self.is_this_shards(nodeid)
+
+    def is_selected(self, nodeid: str) -> bool:
+        """Whether the plan runs the test, in any shard."""
+        return self.run_all or any(item in self.selected for item in prefixes(nodeid))
+
+    def is_this_shards(self, nodeid: str) -> bool:
         return shard_of(nodeid, self.assignment, self.planned_shards) == self.index
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        self.nodeid(item)
+
+    def check_collected(self) -> str | None:
+        """Whether this is the run the plan was made for, judged on every test collected
+        (before `-k`/`-m` narrowed them): what is wrong if not."""
+        if self.run_all or not self.selected:
+            return None
+        selected = [nodeid for nodeid in self.nodeids.values() if self.is_selected(nodeid)]
+        if not selected:
+            return (
+                f"none of the {len(self.selected)} items the plan selects "
+                f"({min(self.selected)}, ...) was collected under {self.root}: run pytest in "
+                "the checkout the plan was made for, on every test path it selects"
+            )
+        units = [unit for unit, index in self.assignment.items() if index == self.index]
+        if units and not any(self.is_this_shards(nodeid) for nodeid in selected):
+            return (
+                f"shard {self.index}/{self.count}: none of its {len(units)} planned tests "
+                f"({min(units)}, ...) was collected under {self.root}"
+            )
+        return None
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        kept = [item for item in items if self.runs(item.nodeid)]
+        self.error = self.check_collected()
+        if self.error is not None and hasattr(config, "workeroutput"):
+            config.workeroutput["selector_error"] = self.error  # for the xdist controller
+        kept = [item for item in items if self.error is None and self.runs(self.nodeid(item))]
         if len(kept) < len(items):
             kept_ids = {id(item) for item in kept}
             config.hook.pytest_deselected(items=[i for i in items if id(i) not in kept_ids])
@@ -93,8 +201,18 @@ class PlannedRun:
             f"shard {self.index}/{self.count} of a plan that runs {what}: {len(kept)} here"
         )
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """pytest-xdist's controller collects nothing: a worker tells it what was wrong."""
+        found = getattr(node, "workeroutput", {}).get("selector_error")
+        if found is not None:
+            self.error = found
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        if self.error is not None:
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+            self.message = self.error
+        elif exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
             session.exitstatus = pytest.ExitCode.OK
             self.message = f"shard {self.index}/{self.count}: nothing to run in this shard"
 

@@ -119,7 +119,25 @@ def pytest_configure(config: pytest.Config) -> None:
     if plan_path is not None:
         from selector.planned import PlannedRun, load_plan
 
-        planned = PlannedRun(load_plan(plan_path), config.getoption("selector_shard"))
+        plan = load_plan(plan_path)
+        root = _repository_root(config)
+        planned = PlannedRun(plan, config.getoption("selector_shard"), root)
         config.pluginmanager.register(planned, "selector-planned-run")
     elif config.getoption("selector_shard") is not None:
         raise pytest.UsageError("selector: --selector-shard needs --selector-plan")
+
+
+def _repository_root(config: pytest.Config) -> Path:
+    """The root a plan's items are relative to: the repository pytest runs in.
+
+    Searched from the directory pytest was started in, then from its rootdir (which
+    `--selector-plan ../plan.json` can move above the repository); outside any repository,
+    the rootdir.
+    """
+    from selector import gitdiff
+
+    for start in (config.invocation_params.dir, config.rootpath):
+        repo = gitdiff.open_repo(start)
+        if repo is not None and repo.working_tree_dir is not None:
+            return gitdiff.repo_root(repo)
+    return config.rootpath.resolve()

@@ -3,6 +3,7 @@
 import json
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,6 +121,25 @@ def test_recording_a_shard_keeps_every_collected_node_id(planned: Project) -> No
         (None, "selector: no plan at plan.json: run `selector plan --output plan.json` first"),
         ("{not json", "selector: cannot read the plan plan.json: *"),
         ('{"version": 99}', "selector: plan.json is a plan of version 99, *"),
+        (
+            '{"version": 1}',
+            'selector: plan.json is no usable plan: "run_all" is missing; make it with '
+            "`selector plan --output plan.json`",
+        ),
+        (
+            '{"version": 1, "run_all": false, "selected": "tests"}',
+            'selector: plan.json is no usable plan: "selected" must be a list of node IDs, '
+            'not "tests"; *',
+        ),
+        (
+            '{"version": 1, "run_all": "no", "selected": []}',
+            'selector: plan.json is no usable plan: "run_all" must be true or false, not "no"; *',
+        ),
+        (
+            '{"version": 1, "run_all": false, "selected": [], "shards": [{"index": 2}]}',
+            # fnmatch: "[0]" would be a character class.
+            'selector: plan.json is no usable plan: "shards"?0? must hold an "index" from 1 to 1 *',
+        ),
     ],
 )
 def test_unusable_plan_is_a_usage_error(
@@ -148,3 +168,72 @@ def test_shard_outside_the_plan_is_a_usage_error(
     result, _ran = run_shard(planned, "--selector-shard", shard)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: selector: {message}"])
+
+
+def outside_plan(project: Project) -> Path:
+    """A plan of the committed change, written next to the repository, not inside it."""
+    destination = project.path.parent / f"{project.path.name}-plan.json"
+    make_plan(project)
+    (project.path / "plan.json").replace(destination)
+    return destination
+
+
+@pytest.mark.parametrize("form", ["space", "equals"])
+@pytest.mark.parametrize("where", ["relative", "absolute"])
+def test_a_plan_outside_the_repository_runs_its_selection(
+    planned: Project, form: str, where: str
+) -> None:
+    """`--selector-plan ../plan.json` makes pytest take the plan's folder into its rootdir
+    (the option is read after pytest chose it): the items still match."""
+    destination = outside_plan(planned)
+    path = f"../{destination.name}" if where == "relative" else str(destination)
+    arguments = ["--selector-plan", path] if form == "space" else [f"--selector-plan={path}"]
+    result = planned.pytester.runpytest_subprocess(*arguments, "-v", "-p", "no:cacheprovider")
+    ran = {match["serial"] for line in result.outlines if (match := PASSED.match(line))}
+    assert result.ret == 0
+    if form == "space" and where == "relative":
+        result.stdout.fnmatch_lines([f"rootdir: {planned.path.parent}"])
+    assert {item.partition("::")[0].rpartition("/")[2] for item in ran} == {
+        f"test_used_{index}.py" for index in range(4)
+    }
+    assert len(ran) == 12
+
+
+@pytest.mark.parametrize("extra", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_a_plan_whose_tests_are_all_missing_is_an_error(
+    planned: Project, extra: tuple[str, ...]
+) -> None:
+    make_plan(planned)
+    for index in range(4):
+        (planned.path / f"test_used_{index}.py").unlink()
+    result, ran = run_shard(planned, *extra)
+    assert ran == []
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        [
+            "selector: none of the 4 items the plan selects (test_used_0.py::test_used, ...) "
+            f"was collected under {planned.path}: run pytest in the checkout the plan was "
+            "made for, on every test path it selects"
+        ]
+    )
+
+
+def test_a_shard_whose_tests_are_all_missing_is_an_error(planned: Project) -> None:
+    plan = {
+        "version": 1,
+        "run_all": False,
+        "selected": ["test_gone.py::test_x", "test_other.py::test_other"],
+        "shards": [
+            {"index": 1, "units": ["test_gone.py::test_x"]},
+            {"index": 2, "units": ["test_other.py::test_other"]},
+        ],
+    }
+    (planned.path / "plan.json").write_text(json.dumps(plan))
+    result, ran = run_shard(planned, "--selector-shard", "1/2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        ["selector: shard 1/2: none of its 1 planned tests (test_gone.py::test_x, ...) was *"]
+    )
+    result, ran = run_shard(planned, "--selector-shard", "2/2")
+    assert result.ret == 0
+    assert ran == ["test_other.py::test_other"]
