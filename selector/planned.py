@@ -12,13 +12,12 @@ is a usage error, never a green run of nothing: the run is not the one the plan 
 """
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from selector.nodeids import prefixes
+from selector.nodeids import prefixes, repository_nodeid
 from selector.shard import shard_of
 
 PLAN_VERSION = 1
@@ -101,25 +100,6 @@ def _bad_key(plan: dict[str, Any], key: str, wanted: str) -> str:
 
 def _strings(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(element, str) for element in value)
-
-
-def repository_nodeid(item: pytest.Item, root: Path, resolved: dict[Path, Path]) -> str:
-    """The node ID of `item` with its file relative to `root`, not to pytest's rootdir.
-
-    pytest names a test by the file that collects it (the node whose ID is the node ID's
-    path part) and the names inside. A file outside `root` keeps pytest's node ID.
-    `resolved` caches real paths between calls.
-    """
-    path_part, separator, rest = item.nodeid.partition("::")
-    file = next((node for node in item.listchain() if node.nodeid == path_part), None)
-    if file is None:
-        return item.nodeid
-    if file.path not in resolved:
-        resolved[file.path] = Path(os.path.realpath(file.path))
-    real = resolved[file.path]
-    if not real.is_relative_to(root):
-        return item.nodeid
-    return real.relative_to(root).as_posix() + separator + rest
 
 
 class PlannedRun:

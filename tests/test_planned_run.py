@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -237,3 +239,70 @@ def test_a_shard_whose_tests_are_all_missing_is_an_error(planned: Project) -> No
     result, ran = run_shard(planned, "--selector-shard", "2/2")
     assert result.ret == 0
     assert ran == ["test_other.py::test_other"]
+
+
+def test_node_ids_are_relative_to_the_repository_whatever_the_rootdir(project: Project) -> None:
+    """A project in a sub-folder with its own pytest.ini: pytest's rootdir is the sub-folder,
+    but the map and the plan name tests from the repository root, so the listed items run
+    with `xargs pytest` there, and the plan from the sub-folder too."""
+    project.write({f"proj/{name}": source for name, source in SPLIT_SUITE.items()})
+    project.write({"proj/pytest.ini": "[pytest]\n"})
+    project.commit()
+    sub = project.path / "proj"
+    recorded = subprocess.run(
+        [sys.executable, "-m", "pytest", "--selector-record", "-p", "no:cacheprovider", "-q"],
+        cwd=sub,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert recorded.returncode == 0, recorded.stdout
+    assert "proj/test_used_0.py::test_used[1]" in project.fragment().tests
+    assert main(["upload-map"]) == 0
+    project.write({"proj/app.py": SPLIT_SUITE["app.py"].replace("x + 1", "1 + x")})
+    project.commit()
+    listed = selector(project.path, "plan", "--base", "HEAD~1", "--no-working-tree")
+    items = listed.split()
+    assert items == [f"proj/test_used_{index}.py::test_used" for index in range(4)]
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *items],
+        cwd=project.path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout
+    assert "12 passed" in ran.stdout
+    selector(
+        project.path,
+        "plan",
+        "--base",
+        "HEAD~1",
+        "--no-working-tree",
+        "--format",
+        "json",
+        "--output",
+        "p.json",
+    )
+    planned = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--selector-plan", "../p.json"],
+        cwd=sub,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert planned.returncode == 0, planned.stdout
+    assert "12 passed, 5 deselected" in planned.stdout
+
+
+def selector(root: Path, *args: str) -> str:
+    """Run the selector command in `root`; it must succeed. Its standard output."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "selector.cli", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
