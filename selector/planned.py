@@ -102,6 +102,47 @@ def _strings(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(element, str) for element in value)
 
 
+# pytest's configuration files, in the order it looks for them in a folder, and the section
+# that makes one a configuration (pytest.ini is one whatever it holds).
+_CONFIG_FILES = {
+    "pytest.ini": "",
+    ".pytest.ini": "",
+    "pyproject.toml": "[tool.pytest",
+    "tox.ini": "[pytest]",
+    "setup.cfg": "[tool:pytest]",
+}
+
+
+def missed_configuration(config: pytest.Config) -> str | None:
+    """Why this run lacks the project's pytest configuration, if `--selector-plan` did it.
+
+    pytest picks its rootdir and configuration file before it loads plugins, so in
+    `--selector-plan PATH` (space form) it takes PATH for a test path: a PATH outside the
+    folder pytest starts in moves the search for the configuration above the project,
+    which then runs without its own (`pythonpath`, `python_files`, `addopts`, ...).
+    """
+    arguments = list(config.invocation_params.args)
+    if "--selector-plan" not in arguments[:-1]:
+        return None
+    value = arguments[arguments.index("--selector-plan") + 1]
+    start = config.invocation_params.dir.resolve()
+    if (start / value).resolve().parent.is_relative_to(start):
+        return None
+    used = None if config.inipath is None else config.inipath.resolve()
+    for folder in (start, *start.parents):
+        for name, section in _CONFIG_FILES.items():
+            candidate = folder / name
+            if candidate.is_file() and section in candidate.read_text(errors="replace"):
+                if candidate == used:
+                    return None
+                return (
+                    f"pytest took {value} for a test path (it reads selector's options after "
+                    f"its configuration) and so did not read {candidate}: write "
+                    f"--selector-plan={value}"
+                )
+    return None
+
+
 class PlannedRun:
     """pytest plugin object: deselects what is not this shard's.
 
@@ -121,6 +162,7 @@ class PlannedRun:
         self.nodeids: dict[int, str] = {}
         self.real_paths: dict[Path, Path] = {}
         self.error: str | None = None  # this is not the run the plan was made for
+        self.missing: list[str] = []  # selected items that match no collected test
         self.message = ""
 
     def nodeid(self, item: pytest.Item) -> str:
@@ -169,8 +211,10 @@ class PlannedRun:
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
         self.error = self.check_collected()
-        if self.error is not None and hasattr(config, "workeroutput"):
-            config.workeroutput["selector_error"] = self.error  # for the xdist controller
+        self.missing = self.not_collected()
+        if hasattr(config, "workeroutput"):  # an xdist worker: its controller reports
+            config.workeroutput["selector_error"] = self.error
+            config.workeroutput["selector_missing"] = self.missing
         kept = [item for item in items if self.error is None and self.runs(self.nodeid(item))]
         if len(kept) < len(items):
             kept_ids = {id(item) for item in kept}
@@ -181,12 +225,17 @@ class PlannedRun:
             f"shard {self.index}/{self.count} of a plan that runs {what}: {len(kept)} here"
         )
 
+    def not_collected(self) -> list[str]:
+        """Selected items that cover no collected test (a test a change elsewhere removed)."""
+        found = {prefix for nodeid in self.nodeids.values() for prefix in prefixes(nodeid)}
+        return sorted(self.selected - found)
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """pytest-xdist's controller collects nothing: a worker tells it what was wrong."""
-        found = getattr(node, "workeroutput", {}).get("selector_error")
-        if found is not None:
-            self.error = found
+        """pytest-xdist's controller collects nothing: a worker tells it what it found."""
+        output = getattr(node, "workeroutput", {})
+        self.error = self.error or output.get("selector_error")
+        self.missing = self.missing or output.get("selector_missing", [])
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.error is not None:
@@ -197,5 +246,8 @@ class PlannedRun:
             self.message = f"shard {self.index}/{self.count}: nothing to run in this shard"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.missing and self.error is None:
+            shown = ", ".join(self.missing[:3]) + (", ..." if len(self.missing) > 3 else "")
+            terminalreporter.write_line(f"selector: selected, but not collected: {shown}")
         if self.message:
             terminalreporter.write_line(f"selector: {self.message}")

@@ -117,9 +117,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
 def pytest_configure(config: pytest.Config) -> None:
     plan_path = config.getoption("selector_plan")
     if plan_path is not None:
-        from selector.planned import PlannedRun, load_plan
+        from selector.planned import PlannedRun, load_plan, missed_configuration
 
         plan = load_plan(plan_path)
+        missed = missed_configuration(config)
+        if missed is not None:
+            raise pytest.UsageError(f"selector: {missed}")
         root = _repository_root(config)
         planned = PlannedRun(plan, config.getoption("selector_shard"), root)
         config.pluginmanager.register(planned, "selector-planned-run")

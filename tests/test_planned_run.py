@@ -239,6 +239,27 @@ def test_a_shard_whose_tests_are_all_missing_is_an_error(planned: Project) -> No
     result, ran = run_shard(planned, "--selector-shard", "2/2")
     assert result.ret == 0
     assert ran == ["test_other.py::test_other"]
+    result.stdout.fnmatch_lines(["selector: selected, but not collected: test_gone.py::test_x"])
+
+
+def test_a_plan_path_that_hides_the_configuration_file_is_an_error(planned: Project) -> None:
+    """With a pytest.ini in the project, `--selector-plan ../plan.json` makes pytest look
+    for its configuration above the project: an error that says how to write it."""
+    destination = outside_plan(planned)
+    planned.write({"pytest.ini": "[pytest]\nmarkers = slow\n"})
+    path = f"../{destination.name}"
+    result = planned.pytester.runpytest_subprocess("--selector-plan", path)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            f"ERROR: selector: pytest took {path} for a test path (it reads selector's options "
+            f"after its configuration) and so did not read {planned.path}/pytest.ini: write "
+            f"--selector-plan={path}"
+        ]
+    )
+    result = planned.pytester.runpytest_subprocess(f"--selector-plan={path}")
+    assert result.ret == 0
+    result.assert_outcomes(passed=12, deselected=5)
 
 
 def test_node_ids_are_relative_to_the_repository_whatever_the_rootdir(project: Project) -> None:
@@ -285,7 +306,7 @@ def test_node_ids_are_relative_to_the_repository_whatever_the_rootdir(project: P
         "p.json",
     )
     planned = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--selector-plan", "../p.json"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--selector-plan=../p.json"],
         cwd=sub,
         capture_output=True,
         text=True,
