@@ -239,3 +239,34 @@ def test_a_test_bound_any_other_way_is_not_removed(ser: Path, binding: str) -> N
     assert "tests/test_find.py::test_find_plum" in covered(
         document["selected"], ["tests/test_find.py::test_find_plum"]
     )
+
+
+def test_the_example_project_with_a_test_bound_by_assignment(tmp_path: Path) -> None:
+    """examples/shop with a test made by a factory: a change to `find` and to the test file
+    selects both tests that fail."""
+    example = Path(__file__).parent.parent / "examples" / "shop"
+    files = {
+        path.relative_to(example).as_posix(): path.read_text()
+        for path in example.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    files["selector.yml"] = "max_fraction: 1\n"
+    files["tests/test_catalog.py"] += (
+        "\n\ndef _make_find_test(name):\n"
+        "    def test(stock):\n"
+        "        assert find(stock, name)[0].name == name\n\n"
+        "    return test\n\n\n"
+        'test_find_apple = _make_find_test("apple")\n'
+    )
+    root = tmp_path / "shop"
+    build_project(root, files)
+    git(root, "checkout", "-q", "-b", "feature")
+    replace(root, "src/shop/catalog.py", "if item.name == name]", "if item.name != name]")
+    add_test(root, "test_catalog.py")
+    commit(root)
+    document = check_plan(root)
+    assert failing(root) == {
+        "tests/test_catalog.py::test_find",
+        "tests/test_catalog.py::test_find_apple",
+    }
+    assert document["removed"] == []
