@@ -585,6 +585,14 @@ class Namespace:
     complete: bool
     classes: dict[str, "Namespace"]
 
+    def binds(self, path: list[str]) -> bool:
+        """Whether a statement binds `path` (`[Class, ..., name]`): its own class statements
+        for the names inside a class, nothing a class inherits or is given."""
+        if not path or path[0] not in self.names:
+            return False
+        inner = self.classes.get(path[0])
+        return len(path) == 1 or (inner is not None and inner.binds(path[1:]))
+
     def certainly_unbound(self, path: list[str]) -> bool:
         """Whether `path` (`[Class, ..., name]`) is certainly no name of this namespace."""
         if not self.complete or not path:

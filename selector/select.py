@@ -89,7 +89,8 @@ class Selector:
         for nodeid, test in index.tests.items():
             if test.path is not None:
                 self._tests_by_file.setdefault(test.path, []).append(nodeid)
-        self._changed_test_files: dict[str, ast.Module | None] = {}
+        # Changed test files: the old and the new syntax tree (None: not valid Python).
+        self._changed_test_files: dict[str, tuple[ast.Module | None, ast.Module | None]] = {}
         self._gone_files: set[str] = set()
         self._callers = CachedCallers(index, sources)
         # Changed functions that ran: (path, qualname, tests that ran it, reason).
@@ -188,7 +189,7 @@ class Selector:
         old_tree = None if old_source is None else scopes.parse(old_source, path)
         new_tree = None if new_source is None else scopes.parse(new_source, path)
         if path in self._tests_by_file or self._is_test_file(path):
-            self._changed_test_files[path] = new_tree
+            self._changed_test_files[path] = (old_tree, new_tree)
         if old_tree is None or new_tree is None:
             self._whole_file(path, f"{path}: not valid Python on one side of the change")
             return
@@ -376,14 +377,14 @@ class Selector:
     def _drop_removed_tests(self) -> None:
         """Recorded tests that are certainly gone leave the plan: pytest errors on a node
         ID it cannot find. A test whose file may still define it stays, whatever selects it."""
-        present = {
-            path: None if tree is None else scopes.namespace(tree)
-            for path, tree in self._changed_test_files.items()
+        namespaces = {
+            path: (_namespace(old), _namespace(new))
+            for path, (old, new) in self._changed_test_files.items()
         }
         for path, nodeids in self._tests_by_file.items():
             for nodeid in nodeids:
                 gone = path in self._gone_files or (
-                    path in present and _certainly_gone(item_of(nodeid), present[path])
+                    path in namespaces and _certainly_gone(item_of(nodeid), *namespaces[path])
                 )
                 if gone:
                     self._selection.removed.add(nodeid)
@@ -410,17 +411,24 @@ class Selector:
             )
 
 
-def _certainly_gone(item: str, namespace: scopes.Namespace | None) -> bool:
+def _namespace(tree: ast.Module | None) -> scopes.Namespace | None:
+    return None if tree is None else scopes.namespace(tree)
+
+
+def _certainly_gone(item: str, old: scopes.Namespace | None, new: scopes.Namespace | None) -> bool:
     """Whether the test `item` of a changed test file can no longer be collected.
 
-    Only a name that no statement of the new file binds, in a file that cannot bind names
-    unseen (scopes.Namespace), is gone. A name that is no identifier (a doctest's
-    `module.function`, an item a plugin made) says nothing: it stays.
+    Only a test whose own binding the old file has and the new one lacks, in a file that
+    cannot bind names unseen (scopes.Namespace), is gone. A name no statement bound (an
+    item a plugin makes for the file: pytest-mypy's `::mypy`) or that is no identifier (a
+    doctest's `module.function`) says nothing: it stays.
     """
     parts = item.split("::")[1:]
-    if namespace is None or not parts or not all(part.isidentifier() for part in parts):
+    if old is None or new is None or not parts:
         return False
-    return namespace.certainly_unbound(parts)
+    if not all(part.isidentifier() for part in parts):
+        return False
+    return old.binds(parts) and new.certainly_unbound(parts)
 
 
 def _loading(path: str) -> set[ContextKey]:

@@ -813,3 +813,14 @@ def test_nested_classes_are_followed() -> None:
     assert not found.certainly_unbound(["TestA", "TestB", "test_m"])
     assert found.certainly_unbound(["TestA", "TestB", "test_other"])
     assert found.certainly_unbound(["TestA", "TestC", "test_m"])
+
+
+def test_binds_follows_only_the_class_statements_of_the_file() -> None:
+    found = namespace(
+        tree("class TestA:\n    def test_m(self): pass\nclass TestB(Base):\n    pass")
+    )
+    assert found.binds(["TestA"])
+    assert found.binds(["TestA", "test_m"])
+    assert not found.binds(["TestA", "test_other"])
+    assert not found.binds(["TestB", "test_inherited"])
+    assert not found.binds(["lint"])
