@@ -14,7 +14,7 @@ from selector.cli import main
 from selector.mapdb import read_map
 from selector.nodeids import covered
 
-from projects import SPLIT_SUITE, Project
+from projects import SPLIT_SUITE, Project, git
 
 # "path::test PASSED [ 50%]" serially, "[gw0] [ 50%] PASSED path::test" under xdist.
 PASSED = re.compile(r"^(?:(?P<serial>\S+::\S+) PASSED|\[gw\d+\] \[...%\] PASSED (?P<xdist>\S+))")
@@ -327,3 +327,19 @@ def selector(root: Path, *args: str) -> str:
     )
     assert completed.returncode == 0, completed.stderr
     return completed.stdout
+
+
+def test_a_shard_recorded_with_the_plan_outside_the_repository(planned: Project) -> None:
+    """The rootdir above the repository changes neither the recorded commit nor the IDs."""
+    destination = outside_plan(planned)
+    for old in planned.fragments():
+        old.unlink()
+    result = planned.pytester.runpytest_subprocess(
+        "--selector-record", "--selector-plan", f"../{destination.name}", "-p", "no:cacheprovider"
+    )
+    assert result.ret == 0
+    result.stdout.fnmatch_lines([f"rootdir: {planned.path.parent}"])
+    fragment = planned.fragment()
+    assert fragment.meta.commit == git(planned.path, "rev-parse", "HEAD")
+    assert fragment.collected == collected(planned)
+    assert len(fragment.tests) == 12
