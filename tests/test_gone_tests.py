@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sample import build_project, plan, write
+from sample import build_project, copy, plan, write
 
 from selector.nodeids import covered
 
@@ -177,8 +177,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def ser(recorded: Path, tmp_path: Path) -> Path:
     """A private copy of the recorded project, on a feature branch."""
-    root = tmp_path / "ser"
-    subprocess.run(["cp", "-a", str(recorded), str(root)], check=True)
+    root = copy(recorded, tmp_path / "ser")
     git(root, "checkout", "-q", "-b", "feature")
     return root
 
