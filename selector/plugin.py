@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    import git
+
     from selector.record import RunInfo
 
 FRAGMENT_DIR = Path(".selector") / "fragments"
@@ -61,16 +63,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _run_info(
-    rootpath: Path, variant: str | None, fragments: Path | None
+    config: pytest.Config, variant: str | None, fragments: Path | None
 ) -> tuple[Path, "RunInfo"]:
     from selector import gitdiff
     from selector.config import ConfigError, load_config, resolve_variant
     from selector.record import RunInfo
     from selector.store import StoreError
 
-    repo = gitdiff.open_repo(rootpath)
+    repo = _open_repository(config)
     if repo is None:
-        root, commit, dirty = rootpath, None, False
+        root, commit, dirty = config.rootpath, None, False
     else:
         root, commit = gitdiff.repo_root(repo), gitdiff.head_commit(repo)
         dirty = commit is not None and gitdiff.is_dirty(repo)
@@ -111,9 +113,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         from selector.collectors import CollectorError, TrackedFiles, make_collector
         from selector.record import Recorder
 
-        root, run = _run_info(
-            early_config.rootpath, options.selector_variant, options.selector_fragments
-        )
+        root, run = _run_info(early_config, options.selector_variant, options.selector_fragments)
         _check_fragment_dir(root, run.fragment_dir)
         tracked = TrackedFiles(root)
         try:
@@ -134,9 +134,35 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
 def pytest_configure(config: pytest.Config) -> None:
     plan_path = config.getoption("selector_plan")
     if plan_path is not None:
-        from selector.planned import PlannedRun, load_plan
+        from selector.planned import PlannedRun, load_plan, missed_configuration
 
-        planned = PlannedRun(load_plan(plan_path), config.getoption("selector_shard"))
+        plan = load_plan(plan_path)
+        missed = missed_configuration(config)
+        if missed is not None:
+            raise pytest.UsageError(f"selector: {missed}")
+        root = _repository_root(config)
+        planned = PlannedRun(plan, config.getoption("selector_shard"), root)
         config.pluginmanager.register(planned, "selector-planned-run")
     elif config.getoption("selector_shard") is not None:
         raise pytest.UsageError("selector: --selector-shard needs --selector-plan")
+
+
+def _open_repository(config: pytest.Config) -> "git.Repo | None":
+    """The repository pytest runs in: the one of the directory pytest was started in, else
+    of its rootdir (an option value like `--selector-plan ../plan.json`, read after pytest
+    chose its rootdir, can move the rootdir above the repository)."""
+    from selector import gitdiff
+
+    for start in (config.invocation_params.dir, config.rootpath):
+        repo = gitdiff.open_repo(start)
+        if repo is not None and repo.working_tree_dir is not None:
+            return repo
+    return None
+
+
+def _repository_root(config: pytest.Config) -> Path:
+    """The root a plan's items are relative to; outside any repository, the rootdir."""
+    from selector import gitdiff
+
+    repo = _open_repository(config)
+    return config.rootpath.resolve() if repo is None else gitdiff.repo_root(repo)

@@ -49,7 +49,7 @@ from selector.mapdb import (
     TestResult,
     write_map,
 )
-from selector.nodeids import counted
+from selector.nodeids import counted, repository_nodeid
 from selector.store import StoreError, ignore_workdir
 
 _ACTIVE: "Recorder | None" = None
@@ -104,6 +104,7 @@ class Recorder:
         self._tests: dict[str, TestResult] = {}
         self._test_includes: dict[str, set[ContextKey]] = {}
         self._collected: list[str] = []
+        self._nodeids: dict[str, str] = {}  # pytest's node ID -> the repository-relative one
         self._children: ChildRun | None = None
         self._incomplete: dict[str, str] = {}  # context -> why its child data may lack lines
         self._controller = False
@@ -257,7 +258,13 @@ class Recorder:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        self._collected = [item.nodeid for item in items]
+        root, resolved = Path(self.tracked.root), dict[Path, Path]()
+        self._nodeids = {item.nodeid: repository_nodeid(item, root, resolved) for item in items}
+        self._collected = list(self._nodeids.values())
+
+    def _nodeid(self, pytest_nodeid: str) -> str:
+        """The map's node ID of a test: relative to the repository, not pytest's rootdir."""
+        return self._nodeids.get(pytest_nodeid, pytest_nodeid)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_fixture_setup(self, fixturedef: pytest.FixtureDef[Any]) -> object:
@@ -272,24 +279,26 @@ class Recorder:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> object:
         self._testing = True
-        self._push("test", item.nodeid, included=False)
+        nodeid = self._nodeid(item.nodeid)
+        self._push("test", nodeid, included=False)
         try:
             return (yield)
         finally:
             self._pop()
             if self._children is not None and not self._forked:
-                self._children.test_ended(_context("test", item.nodeid))
-            self._test_includes[item.nodeid] = _test_includes(item)
-            result = self._tests.get(item.nodeid)
+                self._children.test_ended(_context("test", nodeid))
+            self._test_includes[nodeid] = _test_includes(item)
+            result = self._tests.get(nodeid)
             if result is not None:
                 markers = tuple(sorted({marker.name for marker in item.iter_markers()}))
-                self._tests[item.nodeid] = TestResult(
+                self._tests[nodeid] = TestResult(
                     result.duration, result.outcome, self._item_path(item), markers
                 )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        previous = self._tests.get(report.nodeid, TestResult(0.0, "passed", None))
-        self._tests[report.nodeid] = TestResult(
+        nodeid = self._nodeid(report.nodeid)
+        previous = self._tests.get(nodeid, TestResult(0.0, "passed", None))
+        self._tests[nodeid] = TestResult(
             previous.duration + report.duration, _outcome(previous.outcome, report), None
         )
 

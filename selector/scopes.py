@@ -8,6 +8,7 @@ may touch any one of them.
 
 import ast
 import copy
+import sys
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeGuard
@@ -556,6 +557,161 @@ def bindings(tree: ast.Module) -> Bindings:
     )
 
 
+# Names through which code can bind a module's or a class's names without a statement that
+# shows them: by computed name, through a frame, or by executing text.
+_NAMESPACE_WRITERS = frozenset(
+    {"globals", "vars", "locals", "setattr", "exec", "eval", "__dict__", "__getattr__"}
+    | {"modules", "import_module", "__import__"}  # sys.modules[__name__] and friends
+    | {"_getframe", "currentframe", "stack", "f_globals", "f_locals", "f_back"}
+)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """The names a module or a class body binds, as far as its syntax tree shows them.
+
+    `names` holds every name a statement of the body binds, whatever the statement (def,
+    class, import, assignment of any kind, loop and `with` targets, `except ... as`, match
+    captures, `:=`, `global` in a function). `complete` says whether that is all there is:
+    not when the module star-imports, writes its namespace by computed name (`globals()`,
+    `setattr`, `exec`, frames), has a `load_tests` or a `pytest_*` hook that makes tests, or
+    calls something at module level and drops the result (pytest-bdd's `scenarios()` binds
+    tests through its caller's frame); nor for a class that has bases, a metaclass, or
+    decorators, or whose attributes the module assigns. `classes` are the class statements
+    whose name nothing else binds, by name.
+    """
+
+    names: frozenset[str]
+    complete: bool
+    classes: dict[str, "Namespace"]
+
+    def binds(self, path: list[str]) -> bool:
+        """Whether a statement binds `path` (`[Class, ..., name]`): its own class statements
+        for the names inside a class, nothing a class inherits or is given."""
+        if not path or path[0] not in self.names:
+            return False
+        inner = self.classes.get(path[0])
+        return len(path) == 1 or (inner is not None and inner.binds(path[1:]))
+
+    def certainly_unbound(self, path: list[str]) -> bool:
+        """Whether `path` (`[Class, ..., name]`) is certainly no name of this namespace."""
+        if not self.complete or not path:
+            return False
+        first, rest = path[0], path[1:]
+        if first not in self.names:
+            return True
+        inner = self.classes.get(first)
+        return inner is not None and inner.certainly_unbound(rest)
+
+
+def namespace(tree: ast.Module) -> Namespace:
+    """What the module binds at module level, and its classes (see Namespace)."""
+    found = _identifiers(tree)
+    names = _bound_names(tree)
+    complete = (
+        found.isdisjoint(_NAMESPACE_WRITERS)
+        and not _has_star_import(tree)
+        and not any(name == "load_tests" or name.startswith("pytest_") for name in names)
+        and not any(_dropped_call(statement) for statement in top_level_statements(tree))
+    )
+    assigned = _attribute_targets(tree)
+    return Namespace(frozenset(names), complete, _class_namespaces(tree, names, assigned))
+
+
+def _class_namespaces(
+    owner: ast.Module | ast.ClassDef, names: list[str], assigned: set[str]
+) -> dict[str, Namespace]:
+    """The namespaces of the classes `owner` defines and binds no other way."""
+    classes: dict[str, Namespace] = {}
+    for statement in top_level_statements(owner):
+        if isinstance(statement, ast.ClassDef) and names.count(statement.name) == 1:
+            own = _bound_names(statement)
+            complete = (
+                not statement.bases
+                and not statement.keywords
+                and not statement.decorator_list
+                and statement.name not in assigned
+            )
+            classes[statement.name] = Namespace(
+                frozenset(own), complete, _class_namespaces(statement, own, assigned)
+            )
+    return classes
+
+
+def _bound_names(owner: ast.Module | ast.ClassDef) -> list[str]:
+    """Every name the statements of `owner`'s own body bind, once per binding."""
+    bound: list[str] = []
+    for statement in top_level_statements(owner):
+        bound.extend(_statement_targets(statement))
+    for node in ast.walk(owner):
+        if isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
+            bound.append(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.append(node.rest)
+        elif isinstance(node, ast.NamedExpr) and isinstance(node.target, ast.Name):
+            bound.append(node.target.id)
+        elif isinstance(node, ast.Global):
+            bound.extend(node.names)
+    return bound
+
+
+def _statement_targets(statement: ast.stmt) -> list[str]:
+    """The names one statement binds in the body it belongs to."""
+    match statement:
+        case ast.FunctionDef(name=name) | ast.AsyncFunctionDef(name=name) | ast.ClassDef(name=name):
+            return [name]
+        case ast.Import(names=aliases):
+            return [alias.asname or alias.name.partition(".")[0] for alias in aliases]
+        case ast.ImportFrom(names=aliases):
+            return [alias.asname or alias.name for alias in aliases]
+        case ast.Assign(targets=targets):
+            return [name for target in targets for name in _target_names(target)]
+        case ast.AugAssign(target=target) | ast.AnnAssign(target=target):
+            return _target_names(target)
+        case ast.For(target=target) | ast.AsyncFor(target=target):
+            return _target_names(target)
+        case ast.With(items=items) | ast.AsyncWith(items=items):
+            return [
+                name
+                for item in items
+                if item.optional_vars is not None
+                for name in _target_names(item.optional_vars)
+            ]
+    if sys.version_info >= (3, 12) and isinstance(statement, ast.TypeAlias):
+        return _target_names(statement.name)
+    return []
+
+
+def _target_names(target: ast.expr) -> list[str]:
+    """The plain names an assignment target binds (`a`, `a, (b, *c)`); `x.y`, `x[k]` bind none."""
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Tuple | ast.List):
+        return [name for element in target.elts for name in _target_names(element)]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    return []
+
+
+def _attribute_targets(tree: ast.Module) -> set[str]:
+    """Names whose attributes some statement assigns or deletes (`TestX.test_y = f`)."""
+    return {
+        node.value.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store | ast.Del)
+        and isinstance(node.value, ast.Name)
+    }
+
+
+def _dropped_call(statement: ast.stmt) -> bool:
+    """Whether a statement is a call whose result nothing keeps, run for its effects."""
+    value = statement.value if isinstance(statement, ast.Expr) else None
+    if isinstance(value, ast.Await):
+        value = value.value
+    return isinstance(value, ast.Call)
+
+
 def _statements(tree: ast.Module) -> Iterator[ast.stmt]:
     """Every statement at any depth; expressions are not searched (no statement is in one)."""
     pending: list[ast.AST] = [tree]
@@ -568,8 +724,11 @@ def _statements(tree: ast.Module) -> Iterator[ast.stmt]:
                 pending.append(child)
 
 
-def top_level_statements(tree: ast.Module) -> Iterator[ast.stmt]:
-    """Statements that run at module level: the body, and blocks of if/try/with in it."""
+def top_level_statements(tree: ast.Module | ast.ClassDef) -> Iterator[ast.stmt]:
+    """Statements that run at module level: the body, and blocks of if/try/with in it.
+
+    Given a class, the statements that run in its body.
+    """
     pending: list[ast.AST] = [tree]
     while pending:
         for child in ast.iter_child_nodes(pending.pop()):

@@ -91,7 +91,8 @@ class Selector:
         for nodeid, test in index.tests.items():
             if test.path is not None:
                 self._tests_by_file.setdefault(test.path, []).append(nodeid)
-        self._changed_test_files: dict[str, ast.Module | None] = {}
+        # Changed test files: the old and the new syntax tree (None: not valid Python).
+        self._changed_test_files: dict[str, tuple[ast.Module | None, ast.Module | None]] = {}
         self._gone_files: set[str] = set()
         self._callers = CachedCallers(index, sources)
         # Changed functions that ran: (path, qualname, tests that ran it, reason).
@@ -190,7 +191,7 @@ class Selector:
         old_tree = None if old_source is None else scopes.parse(old_source, path)
         new_tree = None if new_source is None else scopes.parse(new_source, path)
         if path in self._tests_by_file or self._is_test_file(path):
-            self._changed_test_files[path] = new_tree
+            self._changed_test_files[path] = (old_tree, new_tree)
         if old_tree is None or new_tree is None:
             self._whole_file(path, f"{path}: not valid Python on one side of the change")
             return
@@ -376,14 +377,16 @@ class Selector:
                 self._select_item(path, f"{path} has no recorded tests")
 
     def _drop_removed_tests(self) -> None:
-        """Recorded tests whose definition is gone must not be passed to pytest."""
-        present = {
-            path: _defined_items(path, tree) for path, tree in self._changed_test_files.items()
+        """Recorded tests that are certainly gone leave the plan: pytest errors on a node
+        ID it cannot find. A test whose file may still define it stays, whatever selects it."""
+        namespaces = {
+            path: (_namespace(old), _namespace(new))
+            for path, (old, new) in self._changed_test_files.items()
         }
         for path, nodeids in self._tests_by_file.items():
             for nodeid in nodeids:
                 gone = path in self._gone_files or (
-                    path in present and not _still_defined(item_of(nodeid), present[path])
+                    path in namespaces and _certainly_gone(item_of(nodeid), *namespaces[path])
                 )
                 if gone:
                     self._selection.removed.add(nodeid)
@@ -411,45 +414,24 @@ class Selector:
             )
 
 
-@dataclass(frozen=True)
-class _Definitions:
-    """Top-level names of a test file and, per class without bases, its method names."""
-
-    names: frozenset[str]
-    methods: dict[str, frozenset[str] | None]  # None: methods may be inherited
+def _namespace(tree: ast.Module | None) -> scopes.Namespace | None:
+    return None if tree is None else scopes.namespace(tree)
 
 
-def _defined_items(path: str, tree: ast.Module | None) -> _Definitions | None:
-    if tree is None:
-        return None
-    names = set()
-    methods: dict[str, frozenset[str] | None] = {}
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        if isinstance(node, ast.ClassDef):
-            own = frozenset(
-                child.name
-                for child in node.body
-                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-            )
-            methods[node.name] = None if node.bases or node.keywords else own
-    return _Definitions(frozenset(names), methods)
+def _certainly_gone(item: str, old: scopes.Namespace | None, new: scopes.Namespace | None) -> bool:
+    """Whether the test `item` of a changed test file can no longer be collected.
 
-
-def _still_defined(item: str, definitions: _Definitions | None) -> bool:
-    """Conservative: only a name that is certainly gone counts as removed."""
-    if definitions is None:
-        return True
+    Only a test whose own binding the old file has and the new one lacks, in a file that
+    cannot bind names unseen (scopes.Namespace), is gone. A name no statement bound (an
+    item a plugin makes for the file: pytest-mypy's `::mypy`) or that is no identifier (a
+    doctest's `module.function`) says nothing: it stays.
+    """
     parts = item.split("::")[1:]
-    if not parts or not parts[0].isidentifier():
-        return True
-    if parts[0] not in definitions.names:
+    if old is None or new is None or not parts:
         return False
-    if len(parts) == 2 and parts[1].isidentifier():
-        methods = definitions.methods.get(parts[0])
-        return methods is None or parts[1] in methods
-    return True
+    if not all(part.isidentifier() for part in parts):
+        return False
+    return old.binds(parts) and new.certainly_unbound(parts)
 
 
 def _loading(path: str) -> set[ContextKey]:

@@ -17,6 +17,7 @@ from selector.scopes import (
     compare,
     function_scopes,
     innermost_function,
+    namespace,
     parse,
 )
 
@@ -729,3 +730,97 @@ def test_innermost_function_of_a_one_liner_nested_on_its_parents_last_line() -> 
     scope = innermost_function(scopes, 2)
     assert scope is not None
     assert scope.qualname == "outer.inner"
+
+
+# -- which names a test file binds (selection rule 4: a test is removed only when gone) --------
+
+BINDS_TEST_X = [
+    "def test_x(): pass",
+    "class test_x: pass",
+    "import test_x",
+    "import test_x.sub",
+    "import other as test_x",
+    "from m import test_x",
+    "from m import other as test_x",
+    "test_x = make()",
+    "a, (b, *test_x) = make()",
+    "[a, test_x] = make()",
+    "test_x += make()",
+    "test_x: object = make()",
+    "for test_x in make(): pass",
+    "with make() as (a, test_x): pass",
+    "try:\n    pass\nexcept E as test_x:\n    pass",
+    "match make():\n    case [*test_x]: pass",
+    "match make():\n    case {**test_x}: pass",
+    "match make():\n    case Point(x=test_x): pass",
+    "(test_x := make())\nkeep = 1",
+    "def setup():\n    global test_x\n    test_x = make()",
+    "if make():\n    test_x = make()\nelse:\n    pass",
+    "while make():\n    test_x = make()",
+]
+# Modules that can bind names no statement shows: nothing in them is certainly gone.
+OPEN_MODULES = [
+    "from m import *",
+    "globals()['test_x'] = make()",
+    "globals().update(make())",
+    "vars()['test_x'] = make()",
+    "setattr(sys.modules[__name__], 'test_x', make())",
+    "exec('def test_x(): pass')",
+    "def __getattr__(name):\n    return make()",
+    "def pytest_generate_tests(metafunc):\n    pass",
+    "def load_tests(loader, tests, pattern):\n    return tests",
+    "scenarios('features')",
+    "make_tests(sys._getframe())",
+]
+
+
+@pytest.mark.parametrize("source", BINDS_TEST_X)
+def test_every_binding_of_a_name_keeps_it(source: str) -> None:
+    found = namespace(tree(source))
+    assert found.complete
+    assert not found.certainly_unbound(["test_x"])
+    assert found.certainly_unbound(["test_gone"])
+
+
+@pytest.mark.parametrize("source", OPEN_MODULES)
+def test_a_module_that_can_bind_names_unseen_removes_nothing(source: str) -> None:
+    assert not namespace(tree(source)).certainly_unbound(["test_gone"])
+
+
+@pytest.mark.parametrize(
+    ("source", "gone"),
+    [
+        ("class TestA:\n    def test_m(self): pass", True),
+        ("class TestA:\n    test_other = make()", False),
+        ("class TestA:\n    for test_other in make(): pass", False),
+        ("class TestA(Base):\n    pass", False),
+        ("class TestA(metaclass=Meta):\n    pass", False),
+        ("@add_tests\nclass TestA:\n    pass", False),
+        ("class TestA:\n    pass\nTestA.test_other = make()", False),
+        ("class TestA:\n    pass\nTestA = make()", False),
+        ("TestA = make()", False),
+        ("from base import TestA", False),
+    ],
+)
+def test_a_method_is_gone_only_from_a_class_that_cannot_get_it_otherwise(
+    source: str, gone: bool
+) -> None:
+    assert namespace(tree(source)).certainly_unbound(["TestA", "test_other"]) is gone
+
+
+def test_nested_classes_are_followed() -> None:
+    found = namespace(tree("class TestA:\n    class TestB:\n        def test_m(self): pass"))
+    assert not found.certainly_unbound(["TestA", "TestB", "test_m"])
+    assert found.certainly_unbound(["TestA", "TestB", "test_other"])
+    assert found.certainly_unbound(["TestA", "TestC", "test_m"])
+
+
+def test_binds_follows_only_the_class_statements_of_the_file() -> None:
+    found = namespace(
+        tree("class TestA:\n    def test_m(self): pass\nclass TestB(Base):\n    pass")
+    )
+    assert found.binds(["TestA"])
+    assert found.binds(["TestA", "test_m"])
+    assert not found.binds(["TestA", "test_other"])
+    assert not found.binds(["TestB", "test_inherited"])
+    assert not found.binds(["lint"])

@@ -2,9 +2,12 @@
 
 Each example generates a small package (modules with constants and functions that call
 each other, default arguments, import-time uses, results cached across tests) and tests
-that assert the values the functions return at the base. The base is recorded once; each
-edit is then applied on its own branch, the suite runs for real at that head, and every
-test whose outcome changed must be in the plan.
+that assert the values the functions return at the base, written the ways real suites
+write them: plain functions, tests bound by assignment from a factory, tests made by a
+factory decorator, and a test class imported from another test module and subclassed.
+The base is recorded once; each edit is then applied on its own branch (with the test
+files touched too, or not), the suite runs for real at that head, and every test whose
+outcome changed must be in the plan.
 """
 
 import json
@@ -106,13 +109,35 @@ def packages(draw: st.DrawFn) -> Package:
 class Edit:
     kind: str  # offset, default, constant, comment, new_function
     target: int  # index into functions (or module for constant/comment/new_function)
+    touch_tests: bool = False  # also add a test to every test module: they are in the diff
 
 
 edits = st.builds(
     Edit,
     st.sampled_from(["offset", "default", "constant", "comment", "new_function"]),
     st.integers(0, 20),
+    st.booleans(),
 )
+
+# Helpers of the test modules: a factory whose result is bound by assignment, and a
+# factory decorator that replaces the function it decorates by the test.
+TEST_HELPERS = """
+def _check(function, expected):
+    def test():
+        assert function() == expected
+
+    return test
+
+
+def _expects(expected):
+    def decorate(function):
+        def test():
+            assert function() == expected
+
+        return test
+
+    return decorate
+"""
 
 
 def write_project(root: Path, package: Package) -> None:
@@ -124,16 +149,48 @@ def write_project(root: Path, package: Package) -> None:
     for module in range(modules):
         (root / "pkg" / f"m{module}.py").write_text(package.source(module))
     for module in range(modules):
-        tests = [f"from pkg import m{module}", "", f"AT_IMPORT = m{module}.C", ""]
+        functions = [f for f in package.functions if f.module == module]
+        base = [f"from pkg import m{module}", "", f"class TestM{module}:"]
+        base += [
+            f"    def test_{f.name}(self):\n"
+            f"        assert m{module}.{f.name}() == {package.value(f)}\n"
+            for f in functions
+        ]
+        (root / f"test_base_m{module}.py").write_text("\n".join(base))
+        tests = [f"from pkg import m{module}", f"from test_base_m{module} import TestM{module}"]
+        tests += [TEST_HELPERS, f"AT_IMPORT = m{module}.C", ""]
         tests += [
             f"def test_{f.name}():\n    assert m{module}.{f.name}() == {package.value(f)}\n"
-            for f in package.functions
-            if f.module == module
+            for f in functions
         ]
+        # The factory gets a function that calls the tested one by name: handed over itself
+        # (`_check(m0.f0_0, ...)`), a cached result would reach the test through a value,
+        # which the cached-results rule does not follow (README, "Limitations").
+        tests += [
+            f"def _value_{f.name}():\n    return m{module}.{f.name}()\n\n\n"
+            f"test_assigned_{f.name} = _check(_value_{f.name}, {package.value(f)})\n"
+            for f in functions
+        ]
+        tests += [
+            f"@_expects({package.value(f)})\ndef test_decorated_{f.name}():\n"
+            f"    return m{module}.{f.name}()\n"
+            for f in functions
+        ]
+        tests.append(f"class TestTimedM{module}(TestM{module}):\n    pass\n")
         tests.append(
             f"def test_constant_{module}():\n    assert AT_IMPORT == {package.constants[module]}\n"
         )
         (root / f"test_m{module}.py").write_text("\n\n".join(tests))
+
+
+def touch_tests(root: Path, package: Package) -> set[str]:
+    """Add a new passing test to every test module; the new tests' node IDs."""
+    added = set()
+    for module in range(len(package.constants)):
+        with (root / f"test_m{module}.py").open("a") as source:
+            source.write(f"\n\ndef test_added_m{module}():\n    assert True\n")
+        added.add(f"test_m{module}.py::test_added_m{module}")
+    return added
 
 
 def apply(root: Path, package: Package, edit: Edit) -> None:
@@ -192,7 +249,7 @@ def failing(root: Path) -> set[str]:
             Function(1, 0, default=2, offset=3, calls=(0, 0), uses_constant=True, cached=False),
         ),
     ),
-    changes=[Edit("offset", 0), Edit("constant", 0), Edit("default", 0)],
+    changes=[Edit("offset", 0, touch_tests=True), Edit("constant", 0), Edit("default", 0, True)],
 )
 def test_every_test_the_edit_breaks_is_selected(
     tmp_path_factory: pytest.TempPathFactory, package: Package, changes: list[Edit]
@@ -208,6 +265,7 @@ def test_every_test_the_edit_breaks_is_selected(
     for number, edit in enumerate(changes):
         git(root, "checkout", "-q", "-B", f"edit{number}", "main")
         apply(root, package, edit)
+        added = touch_tests(root, package) if edit.touch_tests else set()
         git(root, "commit", "-q", "-a", "-m", edit.kind)
         broken = failing(root)
         planned = run(
@@ -225,6 +283,7 @@ def test_every_test_the_edit_breaks_is_selected(
         if not plan["run_all"]:
             missed = broken - covered(plan["selected"], broken)
             assert not missed, (edit, missed, plan["selected"])
+            assert not broken & set(plan["removed"])
         if edit.kind in ("comment", "new_function"):
             assert not broken
-            assert plan["selected"] == [] and not plan["run_all"]
+            assert set(plan["selected"]) == added and not plan["run_all"]
