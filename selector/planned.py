@@ -6,11 +6,14 @@ nothing to run is a success with a one-line message, not pytest's "no tests" exi
 """
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from selector.installed import OutsideInstall, find_copies
 from selector.nodeids import prefixes
 from selector.shard import shard_of
 
@@ -101,3 +104,39 @@ class PlannedRun:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.message:
             terminalreporter.write_line(f"selector: {self.message}")
+
+
+class StaleInstallCheck:
+    """pytest plugin object: warns when the tests import stale installed copies of the repo.
+
+    A planned run tests the working tree's code; a package installed non-editable before
+    the change (`pip install .`) makes the tests run the old code instead, and pass or fail
+    for it. The check runs once the tests are collected, when their imports are done.
+    """
+
+    def __init__(self) -> None:
+        self.outside: list[OutsideInstall] = []
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from selector import gitdiff
+
+        config = session.config  # a plan file outside the repository can move the rootdir
+        repo = gitdiff.open_repo(config.rootpath) or gitdiff.open_repo(config.invocation_params.dir)
+        if repo is None:
+            return
+        root = gitdiff.repo_root(repo)
+        stale = find_copies(root, gitdiff.working_tree_files(repo)).stale
+        files = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
+        imported = {os.path.realpath(file) for file in files if isinstance(file, str)}
+        self.outside = sorted({stale[path] for path in imported.intersection(stale)})
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for install in self.outside:
+            terminalreporter.write_line(
+                f"selector: WARNING: the tests imported {install.distribution} from "
+                f"{install.location}, an installed copy that differs from the working tree "
+                f"({', '.join(install.sources)}): they tested the old code; reinstall it "
+                "(`pip install .`) or install it editable (`pip install -e .`)",
+                yellow=True,
+                bold=True,
+            )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from selector.collectors import TrackedFiles
     from selector.record import RunInfo
 
 FRAGMENT_DIR = Path(".selector") / "fragments"
@@ -88,17 +89,29 @@ def _run_info(
     )
 
 
+def _tracked_files(root: Path) -> "TrackedFiles":
+    """What is recorded: the repository's files, and installed copies of them."""
+    from selector import gitdiff
+    from selector.collectors import TrackedFiles
+    from selector.installed import find_copies
+
+    repo = gitdiff.open_repo(root)
+    if repo is None:
+        return TrackedFiles(root)
+    return TrackedFiles(root, find_copies(root, gitdiff.working_tree_files(repo)))
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None]:
     options = early_config.known_args_namespace
     if options.selector_record:
-        from selector.collectors import CollectorError, TrackedFiles, make_collector
+        from selector.collectors import CollectorError, make_collector
         from selector.record import Recorder
 
         root, run = _run_info(
             early_config.rootpath, options.selector_variant, options.selector_fragments
         )
-        tracked = TrackedFiles(root)
+        tracked = _tracked_files(root)
         try:
             collector = make_collector(options.selector_collector, tracked)
         except CollectorError as error:
@@ -117,9 +130,10 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
 def pytest_configure(config: pytest.Config) -> None:
     plan_path = config.getoption("selector_plan")
     if plan_path is not None:
-        from selector.planned import PlannedRun, load_plan
+        from selector.planned import PlannedRun, StaleInstallCheck, load_plan
 
         planned = PlannedRun(load_plan(plan_path), config.getoption("selector_shard"))
         config.pluginmanager.register(planned, "selector-planned-run")
+        config.pluginmanager.register(StaleInstallCheck(), "selector-stale-install-check")
     elif config.getoption("selector_shard") is not None:
         raise pytest.UsageError("selector: --selector-shard needs --selector-plan")

@@ -40,6 +40,7 @@ from selector import __version__, importhook, scopes, spawn
 from selector.children import ChildData, ChildRun
 from selector.collectors import ContextLines, LineCollector, TrackedFiles
 from selector.gitdiff import blob_id
+from selector.installed import outside_message
 from selector.mapdb import (
     INCOMPLETE,
     SESSION,
@@ -115,6 +116,7 @@ class Recorder:
         self._note_imported_modules()
         self._stack = [_context(*SESSION)]
         self._children = ChildRun(self.tracked.root, self._collector.name)
+        self.tracked.installed.save(self._children.folder)
         _ACTIVE = self
         spawn.install(self, self._children.environment, restore=True)
         importhook.install(self.tracked, self.importing, spawn.PATCHES)
@@ -305,7 +307,7 @@ class Recorder:
         write_map(destination, data)
         commit_note = "" if self._run.commit else " (not in a git repository: commit null)"
         self.message = f"recorded {len(data.tests)} tests into {destination}{commit_note}"
-        self.notes = _child_notes(children, self._incomplete)
+        self.notes = _child_notes(children, self._incomplete) + _installed_notes(self.tracked)
 
     def pytest_unconfigure(self) -> None:
         self.discard()
@@ -334,6 +336,7 @@ class Recorder:
                 created=datetime.now(UTC).isoformat(),
                 collector=self._collector.name,
                 python=".".join(map(str, sys.version_info[:3])),
+                outside=tuple(sorted(self.tracked.outside)),
             ),
             tests=self._tests,
             collected=set(self._collected),
@@ -494,6 +497,19 @@ def _child_notes(children: ChildData, starts: dict[str, str]) -> list[str]:
         )
     for context, reason in sorted(starts.items()):
         notes.append(f"{context}: {reason}; it is selected by every change")
+    return notes
+
+
+def _installed_notes(tracked: TrackedFiles) -> list[str]:
+    """Lines for the terminal about repository code that ran from installed copies."""
+    notes = []
+    copies = tracked.copies_run()
+    if copies:
+        notes.append(
+            f"{len(copies)} repository files ran from installed copies (such as "
+            f"{min(copies)}), recorded as the repository files they equal"
+        )
+    notes.extend(outside_message(install) for install in sorted(tracked.outside))
     return notes
 
 
