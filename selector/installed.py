@@ -6,21 +6,22 @@ setting maps such copies back to the source files, this module builds, once per 
 from the installed files to the repository files, from the RECORD file every distribution
 installed by pip has:
 
-* A distribution file whose path in its install location (`pkg/mod.py`, `ns/sub/mod.py`)
-  ends a repository file's path (`src/pkg/mod.py`, `pkg/mod.py`) is a *match*. The folder
-  before it (`src/`, the empty one) is the distribution's source folder: the one most of
-  its matches agree on by content.
-* A distribution is *built from this repository* when at least one of its files equals
-  its match byte for byte, or when its `direct_url.json` (PEP 610: `pip install .`, a wheel
-  or sdist under the repository) points into the repository.
+* A distribution file (a row of its RECORD: what pip installed) whose path in its install
+  location (`pkg/mod.py`, `ns/sub/mod.py`) ends a repository file's path (`src/pkg/mod.py`,
+  `pkg/mod.py`) is a *match*. The folder before it (`src/`, the empty one) is the
+  distribution's source folder: the one most of its matches agree on by content.
+* A distribution is *built from this repository* when at least one of its files, not
+  empty, equals its match byte for byte, or when its `direct_url.json` (PEP 610:
+  `pip install .`, a wheel or sdist under the repository) points into the repository.
 * The files of such a distribution that equal their match are *copies*: their lines and
   reads are recorded against the repository file. Those that differ make the distribution
   *stale*: what the tests ran is not the checkout's code, and where it was imported the
-  map says so (mapdb.OutsideInstall).
+  map says so (`OutsideInstall`).
 
 Third-party distributions share no content with the repository and stay untracked.
 """
 
+import csv
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -94,7 +95,10 @@ def find_copies(root: Path, repository_files: Iterable[str]) -> InstalledCopies:
     checkout = {str(Path(root_text).joinpath(*path.split("/"))) for path in paths}
     table = InstalledCopies()
     for distribution in metadata.distributions():
-        matches = list(_matches(distribution, endings, checkout))
+        try:
+            matches = list(_matches(distribution, endings, checkout))
+        except (OSError, ValueError):
+            continue  # an unreadable RECORD: pip could not uninstall it either
         if matches:
             _add_distribution(table, root_text, distribution, matches)
     return table
@@ -115,13 +119,17 @@ def _matches(
     endings: dict[str, list[str]],
     checkout: set[str],
 ) -> Iterator[_Match]:
-    """The files of `distribution` whose install path ends a repository path."""
-    for file in distribution.files or ():
-        inside = file.as_posix()
+    """The files of `distribution` whose install path ends a repository path.
+
+    RECORD is read as text: `Distribution.files` makes a path object of every line, which
+    took most of the time of a run's look-up over a virtualenv's distributions.
+    """
+    for row in csv.reader((distribution.read_text("RECORD") or "").splitlines()):
+        inside = row[0] if row else ""
         repository_paths = endings.get(inside)
-        if not repository_paths or inside.startswith("../") or "__pycache__" in file.parts:
+        if not repository_paths or inside.startswith("../") or "/__pycache__/" in f"/{inside}":
             continue
-        installed = os.path.realpath(str(distribution.locate_file(file)))
+        installed = os.path.realpath(str(distribution.locate_file(inside)))
         if installed in checkout or not Path(installed).is_file():
             continue
         for path in repository_paths:
@@ -141,7 +149,9 @@ def _add_distribution(
         votes[match.prefix] = votes.get(match.prefix, 0) + 1
     prefix = max(sorted(votes), key=lambda candidate: votes[candidate])
     chosen = [match for match in matches if match.prefix == prefix]
-    if not equal and not _installed_from(distribution, root):
+    # An empty file (a bare __init__.py) equal to one of the repository's proves nothing.
+    evidence = any(Path(match.installed).stat().st_size for match in equal)
+    if not evidence and not _installed_from(distribution, root):
         return
     different = [match for match in chosen if match not in equal]
     for match in chosen:

@@ -48,6 +48,8 @@ SRC_LAYOUT = {
     "src/shapes/shapes.json": '{"sides": 4}\n',
     "tests/test_area.py": """
         import json
+        import subprocess
+        import sys
         from importlib import resources
 
         import shapes
@@ -65,6 +67,11 @@ SRC_LAYOUT = {
         def test_sides():
             data = resources.files("shapes").joinpath("shapes.json").read_text()
             assert json.loads(data)["sides"] == 4
+
+
+        def test_rectangle_in_a_child():
+            code = "from shapes.area import rectangle; assert rectangle(2, 3) == 6"
+            subprocess.run([sys.executable, "-c", code], check=True)
     """,
 }
 
@@ -200,7 +207,10 @@ def test_a_wheel_installed_from_the_src_layout_records_the_repository_files(
     document = plan(root, "--base", "main", "--no-working-tree")
 
     assert not document["run_all"], document["reasons"]
-    assert document["selected"] == ["tests/test_area.py::test_rectangle"]
+    assert document["selected"] == [
+        "tests/test_area.py::test_rectangle",
+        "tests/test_area.py::test_rectangle_in_a_child",
+    ]
     change(root, "src/shapes/shapes.json", "4", "5")
     assert plan(root, "--base", "main", "--no-working-tree")["selected"] == [
         "tests/test_area.py::test_sides"
@@ -301,5 +311,8 @@ def test_a_planned_run_that_imports_a_stale_install_warns(tmp_path: Path) -> Non
     ) in planned.stdout.replace("\n", "")
     pip("--target", str(site), "--upgrade", str(root))
     fresh = pytest_run(root, f"--selector-plan={plan_file}", site=site)
-    assert failed(fresh) == {"tests/test_area.py::test_rectangle"}
+    assert failed(fresh) == {
+        "tests/test_area.py::test_rectangle",
+        "tests/test_area.py::test_rectangle_in_a_child",
+    }
     assert "WARNING" not in fresh.stdout
