@@ -222,6 +222,7 @@ def _start(
     token = os.urandom(8).hex()
     journal = JournalWriter.create(environment.run, token, static, write_through=write_through)
     recording = ChildRecording(environment, tracked, collector, journal, token)
+    tracked.noticed_outside = journal.outside
     try:
         if isinstance(collector, MonitoringCollector):
             collector.new_lines = recording.new_lines

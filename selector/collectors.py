@@ -17,7 +17,7 @@ the one it inherited and calls `forget`, so it records its own lines only.
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import CodeType
 from typing import Any, Literal, Protocol
@@ -58,13 +58,15 @@ class TrackedFiles:
     prefix (a virtualenv inside the repository) nor installed packages, nor selector's
     working folder; but installed copies of repository files (`installed.copies`, see
     installed.py) are tracked as the repository file they copy. The stale installed
-    files that this process ran or imported name their distribution in `outside`.
+    files that this process ran or imported are in `outside_files`, each passed once to
+    `noticed_outside` (a child process writes it to its journal).
     """
 
     def __init__(self, root: Path, installed: InstalledCopies | None = None) -> None:
         self.root = os.path.realpath(root)
         self.installed = installed or InstalledCopies()
-        self.outside: set[OutsideInstall] = set()
+        self.outside_files: set[str] = set()
+        self.noticed_outside: Callable[[str], None] = _ignore
         prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
         self._excluded = tuple(
             os.path.realpath(prefix) + os.sep
@@ -86,14 +88,20 @@ class TrackedFiles:
         real = os.path.realpath(filename)
         if real in self.installed.copies:
             return True
-        stale = self.installed.stale.get(real)
-        if stale is not None:
-            self.outside.add(stale)
+        if real in self.installed.stale:
+            if real not in self.outside_files:
+                self.outside_files.add(real)
+                self.noticed_outside(real)
             return False
         if not real.startswith(self.root + os.sep) or real.startswith(self._excluded):
             return False
         parts = real.split(os.sep)
         return "site-packages" not in parts and "dist-packages" not in parts
+
+    def outside(self, files: Iterable[str] = ()) -> set[OutsideInstall]:
+        """The stale distributions of `outside_files` and of `files` (from child processes)."""
+        stale = self.installed.stale
+        return {stale[path] for path in self.outside_files.union(files) if path in stale}
 
     def copies_run(self) -> list[str]:
         """The installed copies that this process decided to record (that is, ran)."""
@@ -154,6 +162,10 @@ class TrackedFiles:
             )
         ]
         return patterns if copies else [*patterns, "*/site-packages/*"]
+
+
+def _ignore(_installed: str) -> None:
+    """What a process that writes no journal does when it runs a stale installed copy."""
 
 
 def _omit_around(folder: str, kept: list[str]) -> list[str]:

@@ -40,7 +40,7 @@ from selector import __version__, importhook, scopes, spawn
 from selector.children import ChildData, ChildRun
 from selector.collectors import ContextLines, LineCollector, TrackedFiles
 from selector.gitdiff import blob_id
-from selector.installed import outside_message
+from selector.installed import OutsideInstall, outside_message
 from selector.mapdb import (
     INCOMPLETE,
     SESSION,
@@ -307,7 +307,9 @@ class Recorder:
         write_map(destination, data)
         commit_note = "" if self._run.commit else " (not in a git repository: commit null)"
         self.message = f"recorded {len(data.tests)} tests into {destination}{commit_note}"
-        self.notes = _child_notes(children, self._incomplete) + _installed_notes(self.tracked)
+        self.notes = _child_notes(children, self._incomplete) + _installed_notes(
+            self.tracked, data.meta.outside
+        )
 
     def pytest_unconfigure(self) -> None:
         self.discard()
@@ -336,7 +338,7 @@ class Recorder:
                 created=datetime.now(UTC).isoformat(),
                 collector=self._collector.name,
                 python=".".join(map(str, sys.version_info[:3])),
-                outside=tuple(sorted(self.tracked.outside)),
+                outside=tuple(sorted(self.tracked.outside(children.outside))),
             ),
             tests=self._tests,
             collected=set(self._collected),
@@ -500,7 +502,7 @@ def _child_notes(children: ChildData, starts: dict[str, str]) -> list[str]:
     return notes
 
 
-def _installed_notes(tracked: TrackedFiles) -> list[str]:
+def _installed_notes(tracked: TrackedFiles, outside: tuple[OutsideInstall, ...]) -> list[str]:
     """Lines for the terminal about repository code that ran from installed copies."""
     notes = []
     copies = tracked.copies_run()
@@ -509,7 +511,7 @@ def _installed_notes(tracked: TrackedFiles) -> list[str]:
             f"{len(copies)} repository files ran from installed copies (such as "
             f"{min(copies)}), recorded as the repository files they equal"
         )
-    notes.extend(outside_message(install) for install in sorted(tracked.outside))
+    notes.extend(outside_message(install) for install in outside)
     return notes
 
 

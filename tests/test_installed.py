@@ -316,3 +316,28 @@ def test_a_planned_run_that_imports_a_stale_install_warns(tmp_path: Path) -> Non
         "tests/test_area.py::test_rectangle_in_a_child",
     }
     assert "WARNING" not in fresh.stdout
+
+
+def test_a_stale_install_that_only_a_child_process_imports_is_reported(tmp_path: Path) -> None:
+    root, site = tmp_path / "project", tmp_path / "site"
+    test_file = """
+        import subprocess
+        import sys
+
+
+        def test_rectangle_in_a_child():
+            code = "from shapes.area import rectangle; assert rectangle(2, 3) == 6"
+            subprocess.run([sys.executable, "-c", code], check=True)
+    """
+    new_project(root, {**SRC_LAYOUT, "tests/test_area.py": test_file})
+    pip("--target", str(site), str(root))
+    change(root, "src/shapes/area.py", "side * side", "side**2")  # not installed
+    git(root, "checkout", "-q", "main")
+    git(root, "merge", "-q", "--ff-only", "feature")
+
+    recorded = pytest_run(root, "--selector-record", site=site)
+
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert "recorded 1 child processes" in recorded.stdout
+    assert f"the tests imported shapes from {site.resolve()}, an installed copy" in recorded.stdout
+    assert [item.distribution for item in fragment(root).meta.outside] == ["shapes"]
