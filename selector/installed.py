@@ -11,8 +11,10 @@ installed by pip has:
   `pkg/mod.py`) is a *match*. The folder before it (`src/`, the empty one) is the
   distribution's source folder: the one most of its matches agree on by content.
 * A distribution is *built from this repository* when at least one of its files, not
-  empty, equals its match byte for byte, or when its `direct_url.json` (PEP 610:
-  `pip install .`, a wheel or sdist under the repository) points into the repository.
+  empty, equals its match byte for byte, when its `direct_url.json` (PEP 610:
+  `pip install .`, a wheel or sdist under the repository) points into the repository, or
+  when its name is the `[project] name` of the repository's pyproject.toml (an install
+  made from another checkout, or from an index).
 * The files of such a distribution that equal their match are *copies*: their lines and
   reads are recorded against the repository file. Those that differ make the distribution
   *stale*: what the tests ran is not the checkout's code, and where it was imported the
@@ -24,6 +26,7 @@ Third-party distributions share no content with the repository and stay untracke
 import csv
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -93,6 +96,7 @@ def find_copies(root: Path, repository_files: Iterable[str]) -> InstalledCopies:
     paths = list(repository_files)
     endings = _endings(paths)
     checkout = {str(Path(root_text).joinpath(*path.split("/"))) for path in paths}
+    project = _project_name(Path(root_text))
     table = InstalledCopies()
     for distribution in metadata.distributions():
         try:
@@ -100,7 +104,7 @@ def find_copies(root: Path, repository_files: Iterable[str]) -> InstalledCopies:
         except (OSError, ValueError):
             continue  # an unreadable RECORD: pip could not uninstall it either
         if matches:
-            _add_distribution(table, root_text, distribution, matches)
+            _add_distribution(table, root_text, distribution, matches, project)
     return table
 
 
@@ -141,6 +145,7 @@ def _add_distribution(
     root: str,
     distribution: "metadata.Distribution",
     matches: list[_Match],
+    project: str | None,
 ) -> None:
     """Add the copies and stale files of one distribution, if it was built from the repo."""
     equal = {match for match in matches if _same_content(match.installed, root, match)}
@@ -150,8 +155,9 @@ def _add_distribution(
     prefix = max(sorted(votes), key=lambda candidate: votes[candidate])
     chosen = [match for match in matches if match.prefix == prefix]
     # An empty file (a bare __init__.py) equal to one of the repository's proves nothing.
+    name = distribution.metadata["Name"] or ""
     evidence = any(Path(match.installed).stat().st_size for match in equal)
-    if not evidence and not _installed_from(distribution, root):
+    if not evidence and _normalised(name) != project and not _installed_from(distribution, root):
         return
     different = [match for match in chosen if match not in equal]
     for match in chosen:
@@ -159,7 +165,7 @@ def _add_distribution(
             table.copies[match.installed] = prefix + match.inside
     if different:
         install = OutsideInstall(
-            distribution=distribution.metadata["Name"] or "?",
+            distribution=name,
             location=os.path.realpath(str(distribution.locate_file(""))),
             sources=tuple(sorted({_source(prefix, match.inside) for match in chosen})),
         )
@@ -180,6 +186,22 @@ def _source(prefix: str, inside: str) -> str:
     """The repository folder (`src/pkg/`) or file (`mod.py`) a top-level name comes from."""
     top, separator, _rest = inside.partition("/")
     return prefix + top + ("/" if separator else "")
+
+
+def _project_name(root: Path) -> str | None:
+    """The normalised `[project] name` of the repository's pyproject.toml, if it has one."""
+    import tomllib
+
+    try:
+        name = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return _normalised(name) if isinstance(name, str) else None
+
+
+def _normalised(name: str) -> str:
+    """A distribution name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _installed_from(distribution: "metadata.Distribution", root: str) -> bool:

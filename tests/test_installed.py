@@ -12,9 +12,12 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sample import plan, upload, write
 
+from selector.installed import find_copies
 from selector.mapdb import MapData, read_map
 
 from projects import git
@@ -341,3 +344,84 @@ def test_a_stale_install_that_only_a_child_process_imports_is_reported(tmp_path:
     assert "recorded 1 child processes" in recorded.stdout
     assert f"the tests imported shapes from {site.resolve()}, an installed copy" in recorded.stdout
     assert [item.distribution for item in fragment(root).meta.outside] == ["shapes"]
+
+
+# -- which distributions are the repository's (installed by hand: dist-info and RECORD) ---
+
+REPOSITORY = {"src/shapes/__init__.py": "", "src/shapes/area.py": "def square(side):\n    pass\n"}
+
+
+def fake_install(
+    site: Path, name: str, files: dict[str, str], direct_url: str | None = None
+) -> None:
+    """What pip leaves in site-packages: the files, and a dist-info folder that lists them."""
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    if direct_url is not None:
+        (info / "direct_url.json").write_text(json.dumps({"url": direct_url, "dir_info": {}}))
+    write(site, files)
+    listed = [*files, f"{info.name}/METADATA", f"{info.name}/RECORD"]
+    (info / "RECORD").write_text("".join(f"{path},,\n" for path in listed))
+
+
+def copies_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, **install: Any) -> Any:
+    root, site = tmp_path / "project", tmp_path / "site"
+    write(root, REPOSITORY)
+    fake_install(site, name, **install)
+    monkeypatch.syspath_prepend(str(site))
+    table = find_copies(root, list(REPOSITORY))
+    inside = str(site.resolve())
+    copies = {path.removeprefix(inside): repo for path, repo in table.copies.items()}
+    stale = {path.removeprefix(inside): item.distribution for path, item in table.stale.items()}
+    return copies, stale
+
+
+def test_a_distribution_with_a_file_equal_to_the_repository_s_is_the_repository_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"shapes/__init__.py": "", "shapes/area.py": REPOSITORY["src/shapes/area.py"]}
+    assert copies_of(tmp_path, monkeypatch, "shapes", files=files) == (
+        {"/shapes/__init__.py": "src/shapes/__init__.py", "/shapes/area.py": "src/shapes/area.py"},
+        {},
+    )
+
+
+def test_a_third_party_distribution_with_the_same_paths_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only an empty __init__.py is equal: that proves nothing."""
+    files = {"shapes/__init__.py": "", "shapes/area.py": "AREA = 1\n"}
+    assert copies_of(tmp_path, monkeypatch, "other-shapes", files=files) == ({}, {})
+
+
+def test_a_distribution_named_as_the_project_is_stale_where_it_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed from another checkout, or from an index: its name says whose it is."""
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "pyproject.toml").write_text('[project]\nname = "Shapes"\n')
+    files = {"shapes/__init__.py": "", "shapes/area.py": "AREA = 1\n"}
+    assert copies_of(tmp_path, monkeypatch, "shapes", files=files) == (
+        {"/shapes/__init__.py": "src/shapes/__init__.py"},
+        {"/shapes/area.py": "shapes"},
+    )
+
+
+def test_a_distribution_that_pip_installed_from_the_repository_is_stale_where_it_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"shapes/area.py": "AREA = 1\n"}
+    url = (tmp_path / "project" / "dist" / "x-1.0.whl").as_uri()
+    assert copies_of(tmp_path, monkeypatch, "x", files=files, direct_url=url) == (
+        {},
+        {"/shapes/area.py": "x"},
+    )
+
+
+def test_a_distribution_installed_from_another_folder_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"shapes/area.py": "AREA = 1\n"}
+    url = (tmp_path / "elsewhere").as_uri()
+    assert copies_of(tmp_path, monkeypatch, "x", files=files, direct_url=url) == ({}, {})
