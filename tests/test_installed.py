@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 from sample import plan, upload, write
+from stored_maps import rewrite_only_map
 
-from selector.installed import find_copies
+from selector.installed import OutsideInstall, find_copies
 from selector.mapdb import MapData, read_map
+from selector.store import LocalStore
 
 from projects import git
 
@@ -425,3 +427,32 @@ def test_a_distribution_installed_from_another_folder_is_not(
     files = {"shapes/area.py": "AREA = 1\n"}
     url = (tmp_path / "elsewhere").as_uri()
     assert copies_of(tmp_path, monkeypatch, "x", files=files, direct_url=url) == ({}, {})
+
+
+def test_a_map_carried_forward_keeps_the_stale_installs_of_its_base(tmp_path: Path) -> None:
+    """The carried tests' lines were recorded as blind to the stale copy as before."""
+    root, site = tmp_path / "project", tmp_path / "site"
+    new_project(root, SRC_LAYOUT)
+    pip("--target", str(site), str(root))
+    assert pytest_run(root, "--selector-record", site=site).returncode == 0
+    upload(root)
+    stale = [{"distribution": "shapes", "location": "/old", "sources": ["src/shapes/"]}]
+    rewrite_only_map(
+        root / ".selector" / "maps",
+        f"INSERT INTO meta (key, value) VALUES ('installed_outside', '{json.dumps(stale)}')",
+    )
+    for fragment_file in (root / ".selector" / "fragments").glob("*.sqlite"):
+        fragment_file.unlink()
+    change(root, "tests/test_area.py", "== 9", "== 9.0")
+    git(root, "checkout", "-q", "main")
+    git(root, "merge", "-q", "--ff-only", "feature")
+    assert pytest_run(root, "--selector-record", "-k", "square", site=site).returncode == 0
+
+    upload(root)
+
+    store = LocalStore(root / ".selector" / "maps")
+    head = git(root, "rev-parse", "HEAD")
+    (stored,) = store.maps(commit=head)
+    carried = read_map(store.fetch(head, stored.variant))
+    assert len(carried.tests) == 4
+    assert carried.meta.outside == (OutsideInstall("shapes", "/old", ("src/shapes/",)),)
