@@ -111,27 +111,12 @@ class StaleInstallCheck:
 
     A planned run tests the working tree's code; a package installed non-editable before
     the change (`pip install .`) makes the tests run the old code instead, and pass or fail
-    for it. The check runs once the tests are collected, when their imports are done.
+    for it. The check runs in the terminal summary: the tests' imports are all done, and a
+    recording run has stopped recording, so the files the check reads are not the tests'.
     """
 
-    def __init__(self) -> None:
-        self.outside: list[OutsideInstall] = []
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from selector import gitdiff
-
-        config = session.config  # a plan file outside the repository can move the rootdir
-        repo = gitdiff.open_repo(config.rootpath) or gitdiff.open_repo(config.invocation_params.dir)
-        if repo is None:
-            return
-        root = gitdiff.repo_root(repo)
-        stale = find_copies(root, gitdiff.working_tree_files(repo)).stale
-        files = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
-        imported = {os.path.realpath(file) for file in files if isinstance(file, str)}
-        self.outside = sorted({stale[path] for path in imported.intersection(stale)})
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        for install in self.outside:
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        for install in stale_imports(config):
             terminalreporter.write_line(
                 f"selector: WARNING: the tests imported {install.distribution} from "
                 f"{install.location}, an installed copy that differs from the working tree "
@@ -140,3 +125,17 @@ class StaleInstallCheck:
                 yellow=True,
                 bold=True,
             )
+
+
+def stale_imports(config: pytest.Config) -> list[OutsideInstall]:
+    """The repository's distributions imported from copies that differ from the working tree."""
+    from selector import gitdiff
+
+    # A plan file outside the repository can move pytest's rootdir out of it.
+    repo = gitdiff.open_repo(config.rootpath) or gitdiff.open_repo(config.invocation_params.dir)
+    if repo is None:
+        return []
+    stale = find_copies(gitdiff.repo_root(repo), gitdiff.working_tree_files(repo)).stale
+    files = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
+    imported = {os.path.realpath(file) for file in files if isinstance(file, str)}
+    return sorted({stale[path] for path in imported.intersection(stale)})
