@@ -288,6 +288,17 @@ def test_a_stale_install_runs_every_test_for_changes_to_its_package(tmp_path: Pa
     )
     assert uploaded.returncode == 0, uploaded.stderr
     assert "warning: the tests imported shapes from" in uploaded.stderr
+    stats = subprocess.run(
+        [sys.executable, "-m", "selector.cli", "stats"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (
+        f"imported from a stale installed copy: shapes at {site.resolve()}: changes to "
+        "src/shapes/ run every test"
+    ) in stats.stdout
 
     change(root, "src/shapes/area.py", "width * height", "width + height")
     document = plan(root, "--base", "main", "--no-working-tree")
