@@ -174,10 +174,12 @@ def _add_distribution(
 
 
 def _same_content(installed: str, root: str, match: _Match) -> bool:
+    """Whether the installed file holds the bytes of its match (sizes first: data files)."""
+    copy, original = Path(installed), Path(root) / match.prefix / match.inside
     try:
-        return (
-            Path(installed).read_bytes() == (Path(root) / match.prefix / match.inside).read_bytes()
-        )
+        if copy.stat().st_size != original.stat().st_size:
+            return False
+        return copy.read_bytes() == original.read_bytes()
     except OSError:
         return False
 
