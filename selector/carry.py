@@ -365,7 +365,9 @@ def _dump(value: object) -> str:
 
 def _combine(base: MapData, fresh: MapData, keep: set[str], translation: Translation) -> MapData:
     """Carried tests and shared contexts from `base`, moved to HEAD, under `fresh`."""
-    merged = MapData(meta=fresh.meta, collected=set(fresh.collected))
+    # The carried tests' lines are as blind to a stale installed copy as when recorded.
+    outside = tuple(sorted(set(base.meta.outside).union(fresh.meta.outside)))
+    merged = MapData(meta=replace(fresh.meta, outside=outside), collected=set(fresh.collected))
     for key, context in base.contexts.items():
         if key[0] != "test" or key[1] in keep:
             _add(merged, translation.key(key), translation.context(context))

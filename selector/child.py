@@ -50,6 +50,7 @@ from selector.collectors import (
     TrackedFiles,
     make_collector,
 )
+from selector.installed import InstalledCopies
 from selector.journal import JournalWriter, flush_signal
 from selector.spawn import ChildEnvironment
 
@@ -193,7 +194,8 @@ def bootstrap() -> None:
     if environment is None or _RECORDING is not None:
         return
     static = os.environ.get(spawn.CONTEXT) or "session"
-    _start(environment, static, TrackedFiles(Path(environment.root)), None)
+    installed = InstalledCopies.load(Path(environment.run))
+    _start(environment, static, TrackedFiles(Path(environment.root), installed), None)
 
 
 def adopt(
@@ -220,6 +222,7 @@ def _start(
     token = os.urandom(8).hex()
     journal = JournalWriter.create(environment.run, token, static, write_through=write_through)
     recording = ChildRecording(environment, tracked, collector, journal, token)
+    tracked.noticed_outside = journal.outside
     try:
         if isinstance(collector, MonitoringCollector):
             collector.new_lines = recording.new_lines

@@ -60,6 +60,7 @@ class ChildData:
     incomplete: set[str] = field(default_factory=set)  # contexts whose child data may lack lines
     processes: int = 0
     incomplete_processes: int = 0  # killed before writing coverage's lines, or not recording
+    outside: set[str] = field(default_factory=set)  # stale installed files children ran
 
 
 @dataclass
@@ -205,6 +206,7 @@ def _add_journal(data: ChildData, journal: Journal) -> None:
     data.includes.update(journal.includes)
     data.includes.add((journal.static, journal.context))
     data.incomplete.update(journal.incomplete)
+    data.outside.update(journal.outside)
     if not journal.complete:
         data.incomplete.add(journal.context)
         data.incomplete_processes += 1

@@ -483,6 +483,11 @@ def stats(arguments: argparse.Namespace) -> int:
     outcomes = ", ".join(f"{count} {name}" for name, count in sorted(found.outcomes.items()))
     print(f"{counted(found.tests, 'test')} ({outcomes}), {counted(found.files, 'file')}")
     print(f"recorded test time {found.total_duration:.1f}s")
+    for install in meta.outside:
+        print(
+            f"imported from a stale installed copy: {install.distribution} at "
+            f"{install.location}: changes to {', '.join(install.sources)} run every test"
+        )
     sections: list[tuple[str, list[tuple[str, str]] | list[tuple[str, int]]]] = [
         ("longest tests (s)", [(name, f"{value:.3f}") for name, value in found.longest]),
         ("tests per test file", found.tests_per_file),

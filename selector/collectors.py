@@ -17,10 +17,12 @@ the one it inherited and calls `forget`, so it records its own lines only.
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import CodeType
 from typing import Any, Literal, Protocol
+
+from selector.installed import InstalledCopies, OutsideInstall
 
 # context -> absolute file name -> raw line numbers
 ContextLines = dict[str, dict[str, set[int]]]
@@ -54,11 +56,17 @@ class TrackedFiles:
 
     Only Python files under the repository root are tracked, never the interpreter's own
     prefix (a virtualenv inside the repository) nor installed packages, nor selector's
-    working folder.
+    working folder; but installed copies of repository files (`installed.copies`, see
+    installed.py) are tracked as the repository file they copy. The stale installed
+    files that this process ran or imported are in `outside_files`, each passed once to
+    `noticed_outside` (a child process writes it to its journal).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, installed: InstalledCopies | None = None) -> None:
         self.root = os.path.realpath(root)
+        self.installed = installed or InstalledCopies()
+        self.outside_files: set[str] = set()
+        self.noticed_outside: Callable[[str], None] = _ignore
         prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
         self._excluded = tuple(
             os.path.realpath(prefix) + os.sep
@@ -78,17 +86,37 @@ class TrackedFiles:
         if not filename.endswith(".py") or filename.startswith("<"):
             return False
         real = os.path.realpath(filename)
+        if real in self.installed.copies:
+            return True
+        if real in self.installed.stale:
+            if real not in self.outside_files:
+                self.outside_files.add(real)
+                self.noticed_outside(real)
+            return False
         if not real.startswith(self.root + os.sep) or real.startswith(self._excluded):
             return False
         parts = real.split(os.sep)
         return "site-packages" not in parts and "dist-packages" not in parts
+
+    def outside(self, files: Iterable[str] = ()) -> set[OutsideInstall]:
+        """The stale distributions of `outside_files` and of `files` (from child processes)."""
+        stale = self.installed.stale
+        return {stale[path] for path in self.outside_files.union(files) if path in stale}
+
+    def copies_run(self) -> list[str]:
+        """The installed copies that this process decided to record (that is, ran)."""
+        ran = {os.path.realpath(name) for name, tracked in self._decided.items() if tracked}
+        return sorted(ran.intersection(self.installed.copies))
 
     def relative(self, filename: str) -> str:
         """Repository-relative POSIX path of a tracked file (asked once per file and context)."""
         found = self._relative.get(filename)
         if found is None:
             real = os.path.realpath(filename)
-            found = self._relative[filename] = Path(os.path.relpath(real, self.root)).as_posix()
+            found = self.installed.copies.get(real)
+            if found is None:
+                found = Path(os.path.relpath(real, self.root)).as_posix()
+            self._relative[filename] = found
         return found
 
     def repository_path(self, target: object) -> str | None:
@@ -102,6 +130,9 @@ class TrackedFiles:
         except TypeError:
             return None
         real = os.path.realpath(name)
+        copied = self.installed.copies.get(real)
+        if copied is not None:
+            return copied
         if not real.startswith(self.root + os.sep) or real.endswith((".pyc", ".pyo")):
             return None
         if os.path.isdir(real):
@@ -111,9 +142,55 @@ class TrackedFiles:
             return None
         return relative
 
+    def coverage_include(self) -> list[str]:
+        """coverage.py include patterns: the repository and the installed copies of its files."""
+        return [os.path.join(self.root, "*"), *sorted(self.installed.copies)]
+
     def coverage_omit(self) -> list[str]:
-        """coverage.py omit patterns that keep its tracer out of what we never track."""
-        return [f"{prefix}*" for prefix in self._excluded] + ["*/site-packages/*"]
+        """coverage.py omit patterns that keep its tracer out of what we never track.
+
+        An omit pattern wins over every include pattern, so a folder that holds installed
+        copies (a tox or virtualenv site-packages inside the repository) is omitted around
+        them, entry by entry.
+        """
+        copies = self.installed.copies
+        patterns = [
+            pattern
+            for prefix in self._excluded
+            for pattern in _omit_around(
+                prefix, [path for path in copies if path.startswith(prefix)]
+            )
+        ]
+        return patterns if copies else [*patterns, "*/site-packages/*"]
+
+
+def _ignore(_installed: str) -> None:
+    """What a process that writes no journal does when it runs a stale installed copy."""
+
+
+def _omit_around(folder: str, kept: list[str]) -> list[str]:
+    """Patterns that omit everything under `folder` (ending in a separator) but `kept` files.
+
+    coverage.py resolves symbolic links in patterns, so a link to a folder on the way to a
+    kept file (a virtualenv's `lib64`) is not omitted either.
+    """
+    if not kept:
+        return [f"{folder}*"]
+    top = folder.rstrip(os.sep)
+    on_the_way = {top}
+    for path in kept:
+        parent = os.path.dirname(path)
+        while parent not in on_the_way and parent.startswith(folder):
+            on_the_way.add(parent)
+            parent = os.path.dirname(parent)
+    wanted = on_the_way.union(kept)
+    patterns = []
+    for parent in sorted(on_the_way):
+        with os.scandir(parent) as entries:
+            for entry in entries:
+                if entry.path not in wanted and os.path.realpath(entry.path) not in wanted:
+                    patterns.append(f"{entry.path}{os.sep}*" if entry.is_dir() else entry.path)
+    return patterns
 
 
 def _one_liner_line(code: CodeType) -> int | None:
@@ -259,7 +336,7 @@ class CoverageCollector:
             data_file=None,
             config_file=False,
             branch=False,
-            include=[os.path.join(self._tracked.root, "*")],
+            include=self._tracked.coverage_include(),
             omit=self._tracked.coverage_omit(),
         )
         # COVERAGE_CORE=sysmon in the environment would silently drop contexts.

@@ -44,7 +44,9 @@ _PAIR = struct.Struct("<II")
 _TRIPLE = struct.Struct("<III")
 _WRITE_THROUGH = 1
 
-STRING, LINE, LINES, READ, INCLUDES, INCOMPLETE, END, FLUSHES, WORKER, STARTED = b"SLMRIXEFWB"
+STRING, LINE, LINES, READ, INCLUDES, INCOMPLETE, END, FLUSHES, WORKER, STARTED, OUTSIDE = (
+    b"SLMRIXEFWBO"
+)
 
 
 class JournalWriter:
@@ -120,6 +122,12 @@ class JournalWriter:
         payload = _U32.pack(self.string(context))
         with self._lock:
             self._append(INCOMPLETE, payload)
+
+    def outside(self, installed: str) -> None:
+        """This process ran a stale installed copy of a repository file (installed.py)."""
+        payload = _U32.pack(self.string(installed))
+        with self._lock:
+            self._append(OUTSIDE, payload)
 
     def worker(self, pid: int) -> None:
         """Process `pid` is a worker of a pool this process submits tasks to."""
@@ -198,6 +206,7 @@ class Journal:
     includes: set[tuple[str, str]] = field(default_factory=set)
     incomplete: set[str] = field(default_factory=set)
     workers: set[int] = field(default_factory=set)  # pids of its pools' workers
+    outside: set[str] = field(default_factory=set)  # stale installed files it ran
 
     @property
     def context(self) -> str:
@@ -308,7 +317,9 @@ def _read_record(journal: Journal, cursor: _Cursor, strings: list[str]) -> bool:
         if pid is not None:
             journal.workers.add(pid[0])
         return pid is not None
-    layout = {LINE: _TRIPLE, READ: _PAIR, INCLUDES: _PAIR, INCOMPLETE: _U32}.get(kind_byte)
+    layout = {LINE: _TRIPLE, READ: _PAIR, INCLUDES: _PAIR, INCOMPLETE: _U32, OUTSIDE: _U32}.get(
+        kind_byte
+    )
     if layout is None:
         return False
     numbers = cursor.numbers(layout)
@@ -321,6 +332,8 @@ def _read_record(journal: Journal, cursor: _Cursor, strings: list[str]) -> bool:
         journal.reads.setdefault(first, set()).add(strings[numbers[1]])
     elif kind_byte == INCLUDES:
         journal.includes.add((first, strings[numbers[1]]))
+    elif kind_byte == OUTSIDE:
+        journal.outside.add(first)
     else:
         journal.incomplete.add(first)
     return True

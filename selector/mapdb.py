@@ -16,12 +16,16 @@ map small and makes "every test that uses this fixture" a join instead of a copy
   includes its wide fixtures, its module's import, the imports that import made, ...).
   Only direct edges are stored; readers follow them transitively.
 * `file_read`: repository files a context opened for reading.
+* `meta`: key/value pairs; `installed_outside` (optional, JSON) lists the distributions
+  built from the repository that the run imported from an installed copy differing from
+  the checkout (installed.py): a change to their sources must run every test.
 
 A map is written to a temporary file in the destination folder and renamed into place,
 so an interrupted writer never leaves a half-written map behind.
 """
 
 import contextlib
+import json
 import os
 import sqlite3
 import tempfile
@@ -30,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coverage.numbits import numbits_to_nums, numbits_union, nums_to_numbits
+
+from selector.installed import OutsideInstall
 
 SCHEMA_VERSION = 3
 
@@ -103,6 +109,7 @@ class MapMeta:
     created: str  # ISO 8601, UTC
     collector: str
     python: str
+    outside: tuple[OutsideInstall, ...] = ()
 
 
 @dataclass
@@ -209,6 +216,31 @@ def write_map(destination: Path, data: MapData) -> None:
             os.fsync(written.fileno())
 
 
+def _outside_rows(outside: tuple[OutsideInstall, ...]) -> list[tuple[str, str]]:
+    """The `installed_outside` meta row, only where there is something to say."""
+    if not outside:
+        return []
+    items = [
+        {"distribution": item.distribution, "location": item.location, "sources": item.sources}
+        for item in outside
+    ]
+    return [("installed_outside", json.dumps(items))]
+
+
+def _read_outside(text: str | None) -> tuple[OutsideInstall, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(
+            OutsideInstall(item["distribution"], item["location"], tuple(item["sources"]))
+            for item in json.loads(text)
+        )
+    except (ValueError, TypeError, KeyError) as error:
+        raise MapError(
+            f"the map's installed_outside entry is unreadable ({error}); re-record it"
+        ) from None
+
+
 def _insert(connection: sqlite3.Connection, data: MapData) -> None:
     meta = data.meta
     connection.executemany(
@@ -222,6 +254,7 @@ def _insert(connection: sqlite3.Connection, data: MapData) -> None:
             ("created", meta.created),
             ("collector", meta.collector),
             ("python", meta.python),
+            *_outside_rows(meta.outside),
         ],
     )
     paths = set(data.files) | set(data.code)
@@ -343,6 +376,7 @@ def read_meta(connection: sqlite3.Connection) -> MapMeta:
         created=meta["created"],
         collector=meta["collector"],
         python=meta["python"],
+        outside=_read_outside(meta.get("installed_outside")),
     )
 
 

@@ -12,11 +12,14 @@ is a usage error, never a green run of nothing: the run is not the one the plan 
 """
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from selector.installed import OutsideInstall, find_copies
 from selector.nodeids import prefixes, repository_nodeid
 from selector.shard import shard_of
 
@@ -251,3 +254,38 @@ class PlannedRun:
             terminalreporter.write_line(f"selector: selected, but not collected: {shown}")
         if self.message:
             terminalreporter.write_line(f"selector: {self.message}")
+
+
+class StaleInstallCheck:
+    """pytest plugin object: warns when the tests import stale installed copies of the repo.
+
+    A planned run tests the working tree's code; a package installed non-editable before
+    the change (`pip install .`) makes the tests run the old code instead, and pass or fail
+    for it. The check runs in the terminal summary: the tests' imports are all done, and a
+    recording run has stopped recording, so the files the check reads are not the tests'.
+    """
+
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        for install in stale_imports(config):
+            terminalreporter.write_line(
+                f"selector: WARNING: the tests imported {install.distribution} from "
+                f"{install.location}, an installed copy that differs from the working tree "
+                f"({', '.join(install.sources)}): they tested the old code; reinstall it "
+                "(`pip install .`) or install it editable (`pip install -e .`)",
+                yellow=True,
+                bold=True,
+            )
+
+
+def stale_imports(config: pytest.Config) -> list[OutsideInstall]:
+    """The repository's distributions imported from copies that differ from the working tree."""
+    from selector import gitdiff
+
+    # A plan file outside the repository can move pytest's rootdir out of it.
+    repo = gitdiff.open_repo(config.rootpath) or gitdiff.open_repo(config.invocation_params.dir)
+    if repo is None:
+        return []
+    stale = find_copies(gitdiff.repo_root(repo), gitdiff.working_tree_files(repo)).stale
+    files = [getattr(module, "__file__", None) for module in list(sys.modules.values())]
+    imported = {os.path.realpath(file) for file in files if isinstance(file, str)}
+    return sorted({stale[path] for path in imported.intersection(stale)})

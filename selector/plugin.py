@@ -16,6 +16,7 @@ import pytest
 if TYPE_CHECKING:
     import git
 
+    from selector.collectors import TrackedFiles
     from selector.record import RunInfo
 
 FRAGMENT_DIR = Path(".selector") / "fragments"
@@ -106,16 +107,28 @@ def _check_fragment_dir(root: Path, fragment_dir: Path) -> None:
         raise pytest.UsageError(f"selector: {error}") from None
 
 
+def _tracked_files(root: Path) -> "TrackedFiles":
+    """What is recorded: the repository's files, and installed copies of them."""
+    from selector import gitdiff
+    from selector.collectors import TrackedFiles
+    from selector.installed import find_copies
+
+    repo = gitdiff.open_repo(root)
+    if repo is None:
+        return TrackedFiles(root)
+    return TrackedFiles(root, find_copies(root, gitdiff.working_tree_files(repo)))
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None]:
     options = early_config.known_args_namespace
     if options.selector_record:
-        from selector.collectors import CollectorError, TrackedFiles, make_collector
+        from selector.collectors import CollectorError, make_collector
         from selector.record import Recorder
 
         root, run = _run_info(early_config, options.selector_variant, options.selector_fragments)
         _check_fragment_dir(root, run.fragment_dir)
-        tracked = TrackedFiles(root)
+        tracked = _tracked_files(root)
         try:
             collector = make_collector(options.selector_collector, tracked)
         except CollectorError as error:
@@ -134,7 +147,12 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
 def pytest_configure(config: pytest.Config) -> None:
     plan_path = config.getoption("selector_plan")
     if plan_path is not None:
-        from selector.planned import PlannedRun, load_plan, missed_configuration
+        from selector.planned import (
+            PlannedRun,
+            StaleInstallCheck,
+            load_plan,
+            missed_configuration,
+        )
 
         plan = load_plan(plan_path)
         missed = missed_configuration(config)
@@ -143,6 +161,7 @@ def pytest_configure(config: pytest.Config) -> None:
         root = _repository_root(config)
         planned = PlannedRun(plan, config.getoption("selector_shard"), root)
         config.pluginmanager.register(planned, "selector-planned-run")
+        config.pluginmanager.register(StaleInstallCheck(), "selector-stale-install-check")
     elif config.getoption("selector_shard") is not None:
         raise pytest.UsageError("selector: --selector-shard needs --selector-plan")
 

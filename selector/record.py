@@ -40,6 +40,7 @@ from selector import __version__, importhook, scopes, spawn
 from selector.children import ChildData, ChildRun
 from selector.collectors import ContextLines, LineCollector, TrackedFiles
 from selector.gitdiff import blob_id
+from selector.installed import OutsideInstall, outside_message
 from selector.mapdb import (
     INCOMPLETE,
     SESSION,
@@ -123,6 +124,7 @@ class Recorder:
         self._note_imported_modules()
         self._stack = [_context(*SESSION)]
         self._children = ChildRun(self.tracked.root, self._collector.name)
+        self.tracked.installed.save(self._children.folder)
         _ACTIVE = self
         spawn.install(self, self._children.environment, restore=True)
         importhook.install(self.tracked, self.importing, spawn.PATCHES)
@@ -331,7 +333,9 @@ class Recorder:
                 f" (none of the {len(data.collected)} collected ran: it lists them, so that "
                 "the base map is carried forward to this commit)"
             )
-        self.notes = _child_notes(children, self._incomplete)
+        self.notes = _child_notes(children, self._incomplete) + _installed_notes(
+            self.tracked, data.meta.outside
+        )
 
     def pytest_unconfigure(self) -> None:
         self.discard()
@@ -360,6 +364,7 @@ class Recorder:
                 created=datetime.now(UTC).isoformat(),
                 collector=self._collector.name,
                 python=".".join(map(str, sys.version_info[:3])),
+                outside=tuple(sorted(self.tracked.outside(children.outside))),
             ),
             tests=self._tests,
             collected=set(self._collected),
@@ -520,6 +525,19 @@ def _child_notes(children: ChildData, starts: dict[str, str]) -> list[str]:
         )
     for context, reason in sorted(starts.items()):
         notes.append(f"{context}: {reason}; it is selected by every change")
+    return notes
+
+
+def _installed_notes(tracked: TrackedFiles, outside: tuple[OutsideInstall, ...]) -> list[str]:
+    """Lines for the terminal about repository code that ran from installed copies."""
+    notes = []
+    copies = tracked.copies_run()
+    if copies:
+        notes.append(
+            f"{len(copies)} repository files ran from installed copies (such as "
+            f"{min(copies)}), recorded as the repository files they equal"
+        )
+    notes.extend(outside_message(install) for install in outside)
     return notes
 
 

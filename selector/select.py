@@ -18,6 +18,7 @@ from selector import constants, scopes
 from selector.cached import CachedCallers
 from selector.config import Config
 from selector.gitdiff import FileChange, Hunk
+from selector.installed import OutsideInstall
 from selector.mapdb import INCOMPLETE, SESSION, ContextKey, MapIndex
 from selector.nodeids import covered, item_of, prefixes
 
@@ -136,6 +137,15 @@ class Selector:
     def _file_change(self, change: FileChange) -> None:
         paths = [path for path in (change.old_path, change.new_path) if path is not None]
         for path in paths:
+            stale = self._stale_install(path)
+            if stale is not None:
+                self._run_all(
+                    f"{path} changed, and the recorded run imported {stale.distribution} from "
+                    f"an installed copy at {stale.location} that differs from the checkout, so "
+                    "the map does not know which tests run it: record with the package "
+                    "installed editable (`pip install -e .`) or freshly reinstalled"
+                )
+                return
             if self._config.is_run_all(path):
                 self._run_all(f"{path} changed, and it is a run-all file (dependencies, config)")
                 return
@@ -149,6 +159,14 @@ class Selector:
             self._added_python(change.new_path)
         else:
             self._other_change(change, paths)
+
+    def _stale_install(self, path: str) -> OutsideInstall | None:
+        """The stale installed distribution the recorded run imported `path`'s code from."""
+        for install in self._index.meta.outside:
+            for source in install.sources:
+                if path == source or (source.endswith("/") and path.startswith(source)):
+                    return install
+        return None
 
     def _python_change(self, change: FileChange) -> None:
         old_path = change.old_path

@@ -22,6 +22,7 @@ import git
 from selector import __version__, codeindex, gitdiff
 from selector.carry import CarryError, CarryReport, carry_forward
 from selector.config import Config
+from selector.installed import outside_message
 from selector.mapdb import MapData, MapError, MapMeta, merge, read_map
 from selector.plan import nearest_stored_maps
 from selector.store import MapStore, StoredMap, check_folder, readable_map_file
@@ -77,6 +78,7 @@ def upload(repo: git.Repo, request: UploadRequest, config: Config) -> UploadResu
         fresh = merge(fragments, merged_meta(commit, variant, fragments))
         built.append(_complete(repo, request, config, fresh, result))
     for data, carry in built:
+        result.warnings.extend(outside_message(install) for install in data.meta.outside)
         codeindex.complete(repo, commit, data)
         result.stored.append(Stored(data, request.store.put(data), carry))
     return result
@@ -191,4 +193,5 @@ def merged_meta(commit: str, variant: str, fragments: list[MapData]) -> MapMeta:
         created=datetime.now(UTC).isoformat(),
         collector=",".join(sorted({fragment.meta.collector for fragment in fragments})),
         python=max(fragment.meta.python for fragment in fragments),
+        outside=tuple(sorted({item for fragment in fragments for item in fragment.meta.outside})),
     )

@@ -11,6 +11,7 @@ outcome changed must be in the plan.
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -287,3 +288,75 @@ def test_every_test_the_edit_breaks_is_selected(
         if edit.kind in ("comment", "new_function"):
             assert not broken
             assert set(plan["selected"]) == added and not plan["run_all"]
+
+
+INSTALLABLE = """
+[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "generated"
+version = "1.0"
+
+[tool.setuptools]
+packages = ["pkg"]
+"""
+
+
+def install(root: Path, site: Path) -> None:
+    """`pip install .` of the generated project into `site` (offline, no build isolation)."""
+    options = ["--no-index", "--no-deps", "--no-build-isolation", "--upgrade", "--target"]
+    installed = run(root, "-m", "pip", "install", "-q", *options, str(site), ".")
+    assert installed.returncode == 0, installed.stderr
+
+
+def run_installed(root: Path, site: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest importing `pkg` from `site`: not the checkout (`-P`, `--import-mode=importlib`)."""
+    options = ["-q", "-p", "no:cacheprovider", "--import-mode=importlib"]
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "pytest", *options, *args],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@settings(
+    max_examples=2,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(package=packages(), changes=st.lists(edits, min_size=2, max_size=2))
+def test_every_test_the_edit_breaks_is_selected_from_a_non_editable_install(
+    tmp_path_factory: pytest.TempPathFactory, package: Package, changes: list[Edit]
+) -> None:
+    """The suite imports `pkg` from a `pip install .` made at each head, never the checkout."""
+    root = tmp_path_factory.mktemp("installed")
+    site = tmp_path_factory.mktemp("site")
+    write_project(root, package)
+    (root / "pyproject.toml").write_text(INSTALLABLE)
+    (root / ".gitignore").write_text("/build/\n*.egg-info/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "base")
+    install(root, site)
+    recorded = run_installed(root, site, "--selector-record")
+    assert recorded.returncode == 0, recorded.stdout
+    assert "repository files ran from installed copies" in recorded.stdout
+    assert run(root, "-m", "selector.cli", "upload-map").returncode == 0
+    for number, edit in enumerate(changes):
+        git(root, "checkout", "-q", "-B", f"edit{number}", "main")
+        apply(root, package, edit)
+        git(root, "commit", "-q", "-a", "-m", edit.kind)
+        install(root, site)
+        result = run_installed(root, site, "-rf")
+        broken = set(re.findall(r"^FAILED (\S+)", result.stdout, re.MULTILINE))
+        planned = run(root, "-m", "selector.cli", "plan", "--base", "main", "--format", "json")
+        plan = json.loads(planned.stdout)
+        assert not plan["run_all"], plan["reasons"]
+        missed = broken - covered(plan["selected"], broken)
+        assert not missed, (edit, missed, plan["selected"])
