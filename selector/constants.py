@@ -455,3 +455,32 @@ def _literals(tree: ast.Module) -> frozenset[Literal]:
             where = "value"
         literals.add((where, type(node.value).__name__, repr(node.value)))
     return frozenset(literals)
+
+
+def imports_differ(old_tree: ast.Module, new_tree: ast.Module) -> bool:
+    """Whether the modules a file imports may differ: its import statements, anywhere, and
+    its calls of `import_module` and `__import__`.
+
+    Hypothesis mines the literals of every local module that is imported when it looks
+    (`mined_literals_differ`): what a file imports changes that pool for every `@given`
+    test, whether or not Hypothesis read the file itself (a test file, say).
+    """
+    return _imports(old_tree) != _imports(new_tree)
+
+
+def _imports(tree: ast.Module) -> list[str]:
+    return sorted(
+        ast.dump(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        or (isinstance(node, ast.Call) and _called_name(node.func) in _IMPORTERS)
+    )
+
+
+_IMPORTERS = frozenset({"import_module", "__import__"})
+
+
+def _called_name(function: ast.expr) -> str:
+    if isinstance(function, ast.Attribute):
+        return function.attr
+    return function.id if isinstance(function, ast.Name) else ""

@@ -92,6 +92,7 @@ class Selector:
         self._changed_test_files: dict[str, ast.Module | None] = {}
         self._gone_files: set[str] = set()
         self._callers = CachedCallers(index, sources)
+        self._given_tests = index.tests_including(*MINED)  # they draw Hypothesis's mined data
         # Changed functions that ran: (path, qualname, tests that ran it, reason).
         self._ran_changed: list[tuple[str, str, set[str], str]] = []
 
@@ -198,15 +199,7 @@ class Selector:
             self._whole_file(path, f"{path}: not valid Python on one side of the change")
             return
         read_as_text = self._source_readers(path, hunks)
-        if MINED in self._index.contexts_reading(path) and constants.mined_literals_differ(
-            old_source, new_source, old_tree, new_tree
-        ):
-            read_as_text = True
-            self._select(
-                self._index.tests_including(*MINED),
-                f"{path}:{_new_lines(hunks)} changed literals that Hypothesis mines for the data "
-                "of @given tests",
-            )
+        read_as_text |= self._mined(path, hunks, (old_source, new_source), (old_tree, new_tree))
         change = scopes.compare(old_tree, new_tree)
         if change.identical:
             return
@@ -243,6 +236,33 @@ class Selector:
             f"{path}:{_new_lines(hunks)} changed, and its text was read outside its import",
         )
         return bool(outside)
+
+    def _mined(
+        self,
+        path: str,
+        hunks: tuple[Hunk, ...],
+        sources: tuple[bytes, bytes],
+        trees: tuple[ast.Module, ast.Module],
+    ) -> bool:
+        """The `@given` tests, where the change may change the literals Hypothesis mines for
+        their data: the file's own, if it read them (the map's `MINED` context), or the
+        modules that are imported, wherever imports change. Returns whether it selected."""
+        if not self._given_tests:
+            return False
+        where = f"{path}:{_new_lines(hunks)}"
+        if MINED in self._index.contexts_reading(path) and constants.mined_literals_differ(
+            *sources, *trees
+        ):
+            reason = f"{where} changed literals that Hypothesis mines for the data of @given tests"
+        elif constants.imports_differ(*trees):
+            reason = (
+                f"{where} changed imports, and Hypothesis mines the literals of the modules "
+                "imported for the data of @given tests"
+            )
+        else:
+            return False
+        self._select(self._given_tests, reason)
+        return True
 
     def _changed_constant(
         self,

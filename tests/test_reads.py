@@ -13,7 +13,7 @@ from textwrap import dedent
 import pytest
 from sample import build_project, copy, plan
 
-from selector.constants import mined_literals_differ
+from selector.constants import imports_differ, mined_literals_differ
 from selector.mapdb import MINED, SESSION, Context, read_map
 
 from projects import git
@@ -144,6 +144,18 @@ def test_a_comment_in_a_mined_module_selects_nothing(project: Path) -> None:
     assert selected(document) == ALWAYS
 
 
+def test_a_changed_import_selects_the_given_tests(project: Path) -> None:
+    """Hypothesis mines every local module imported: a test file's imports change the pool."""
+    document = change(
+        project,
+        "tests/test_failures.py",
+        "from shapes import broken",
+        "from shapes import broken, limits",
+    )
+    given = {"tests/test_props.py::test_clamp", "tests/test_props.py::test_text"}
+    assert selected(document) == {*given, "tests/test_failures.py"}
+
+
 def test_only_the_given_tests_include_the_mined_files(recorded: Path) -> None:
     (fragment,) = (recorded / ".selector" / "fragments").glob("*.sqlite")
     data = read_map(fragment)
@@ -224,3 +236,16 @@ def test_mined_literals_differ(old: str, new: str, differ: bool) -> None:
     old_source, new_source = dedent(old).encode(), dedent(new).encode()
     trees = ast.parse(old_source), ast.parse(new_source)
     assert mined_literals_differ(old_source, new_source, *trees) is differ
+
+
+IMPORTS = {
+    "same": ("import os\nimport sys\n", "import sys\nimport os\n", False),
+    "added": ("import os\n", "import os\nfrom pkg import extra\n", True),
+    "in-a-function": ("def f():\n    pass\n", "def f():\n    import pkg.extra\n", True),
+    "by-name": ('M = "pkg.a"\n', 'M = importlib.import_module("pkg.a")\n', True),
+}
+
+
+@pytest.mark.parametrize(("old", "new", "differ"), IMPORTS.values(), ids=IMPORTS)
+def test_imports_differ(old: str, new: str, differ: bool) -> None:
+    assert imports_differ(ast.parse(old), ast.parse(new)) is differ
