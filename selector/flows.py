@@ -151,7 +151,10 @@ class _Flow:
         if isinstance(statement, _FUNCTIONS | ast.ClassDef):
             self._captured(statement)
             return
-        if isinstance(statement, ast.Assign | ast.AugAssign | ast.AnnAssign):
+        if isinstance(statement, ast.AugAssign) and isinstance(statement.target, ast.Name):
+            # `out += [x]` extends the object `out` names in place, a parameter's too.
+            self._into(statement.target.id, self._expression(statement.value))
+        elif isinstance(statement, ast.Assign | ast.AugAssign | ast.AnnAssign):
             value = self._expression(statement.value) if statement.value is not None else set()
             targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
             for target in targets:
