@@ -541,7 +541,8 @@ def rule_table(verdicts: Sequence[Verdict]) -> list[str]:
     for rule in rules:
         mean = statistics.mean(len(v.by_rule.get(rule, ())) / v.total for v in verdicts)
         used = sum(1 for v in verdicts if v.by_rule.get(rule))
-        rows.append((mean, rule, used))
+        if used:
+            rows.append((mean, rule, used))
     lines = [
         "| rule of selector's plan | mean share of the suite it selects "
         "| mutants where it selects |",
