@@ -61,12 +61,13 @@ class Suite:
 
 TOOLS = ("coverage==7.10.7", "pytest-cov==7.0.0", "pytest-testmon==2.2.0")
 SUITES = {
-    # The pin, requirements and arguments of record_overhead.py's attrs suite: see the reasons
-    # there. attrs builds classes at import in every test module: the hard case for selection.
+    # The pin, requirements and arguments of record_overhead.py's attrs suite (see the reasons
+    # there), but a Hypothesis that mines the literals of local modules for its data, as a new
+    # user's would. attrs builds classes at import in every test module: the hard case.
     "attrs": Suite(
         Sdist("attrs", "25.4.0",
               "16d5969b87f0859ef33a48b35d55ac1be6e42ae49d5e853b597db70c35c57e11"),
-        ("pytest==8.4.2", "hypothesis==6.140.3", "cloudpickle==3.1.1", "pympler==1.1", *TOOLS),
+        ("pytest==8.4.2", "hypothesis==6.170.29", "cloudpickle==3.1.1", "pympler==1.1", *TOOLS),
         ("-p", "no:randomly", "--hypothesis-seed=0",
          "--deselect=tests/test_converters.py::TestPipe::test_wrapped_annotation"),
         ("src",),
@@ -89,6 +90,21 @@ SUITES = {
 }  # fmt: skip
 # How a plan words a selection made only by the cached-results rule (selector/select.py).
 CACHED_REASON = "its result may be cached for"
+# The rule behind a reason of the plan (selector/select.py), by a phrase of it: the first match
+# wins (a cached-results reason extends the function-body or constant reason it follows from).
+RULES = (
+    ("cached results", CACHED_REASON),
+    ("Hypothesis's mined literals", "literals that Hypothesis mines"),
+    ("text read", "its text was read outside its import"),
+    ("constant readers", " changed; "),
+    ("module level", " at module level"),
+    ("data file read", "(the test read it)"),
+    ("failed when recorded", " when the map was recorded"),
+    ("new code", " new "),
+    ("function body", " in "),
+)
+OTHER_RULE = "other"
+RUN_ALL_RULE = "run everything"
 # Each run loads only the tool it measures. Plain runs go on past a module that no longer imports,
 # so that one broken test module does not hide the outcomes of all the others.
 PLAIN_ARGS = ("-p", "no:selector", "-p", "no:testmon", "-p", "no:cacheprovider",
@@ -159,6 +175,7 @@ class Verdict:
     collateral: frozenset[str]  # missed, but unchanged when run alone: not judged
     cached_only: frozenset[str]  # selected by selector only for the cached-results rule
     plan_notes: tuple[str, ...]
+    by_rule: dict[str, frozenset[str]]  # the tests each rule of selector's plan selected
 
     def missed(self, tool: str) -> frozenset[str]:
         """Failing tests the tool did not select."""
@@ -376,6 +393,7 @@ class SelectorPlan:
     selected: frozenset[str]
     cached_only: frozenset[str]
     notes: tuple[str, ...]
+    by_rule: dict[str, frozenset[str]]
 
 
 def selector_selection(ws: Workspace, tests: set[str]) -> SelectorPlan:
@@ -396,14 +414,25 @@ def selector_selection(ws: Workspace, tests: set[str]) -> SelectorPlan:
     plan = json.loads(run(command, cwd=ws.repo, env=pytest_env()))
     notes = (*plan["reasons"], *(f"uncovered: {note}" for note in plan["uncovered_changes"]))
     if plan["run_all"]:
-        return SelectorPlan(frozenset(tests), frozenset(), notes)
+        return SelectorPlan(frozenset(tests), frozenset(), notes, {RUN_ALL_RULE: frozenset(tests)})
     cached = {
         item
         for item, entry in plan["tests"].items()
         if all(CACHED_REASON in reason for reason in entry["reasons"])
     }
     selected = expand(plan["selected"], tests)
-    return SelectorPlan(selected, selected - expand(set(plan["selected"]) - cached, tests), notes)
+    items_by_rule: dict[str, set[str]] = {}
+    for item, entry in plan["tests"].items():
+        for reason in entry["reasons"]:
+            items_by_rule.setdefault(rule_of(reason), set()).add(item)
+    by_rule = {rule: expand(items, tests) for rule, items in items_by_rule.items()}
+    cached_only = selected - expand(set(plan["selected"]) - cached, tests)
+    return SelectorPlan(selected, cached_only, notes, by_rule)
+
+
+def rule_of(reason: str) -> str:
+    """The rule that gave a reason of the plan (see RULES)."""
+    return next((rule for rule, phrase in RULES if phrase in reason), OTHER_RULE)
 
 
 def testmon_selection(ws: Workspace, tests: set[str]) -> frozenset[str]:
@@ -460,6 +489,7 @@ def evaluate(ws: Workspace, baseline: Baseline, mutant: Mutant) -> Verdict:
         collateral,
         planned.cached_only,
         planned.notes,
+        planned.by_rule,
     )
 
 
@@ -500,6 +530,26 @@ def summary_table(verdicts: Sequence[Verdict]) -> list[str]:
         if group:
             lines.append(summary_row(category + (" (inert)" if category in INERT else ""), group))
     lines.append(summary_row("**all**", verdicts))
+    return lines
+
+
+def rule_table(verdicts: Sequence[Verdict]) -> list[str]:
+    """Per rule of selector's plan, the mean share of the suite it selects, and on how many
+    mutants it selects anything: the imprecise rule shows itself at the top."""
+    rules = {rule for v in verdicts for rule in v.by_rule}
+    rows = []
+    for rule in rules:
+        mean = statistics.mean(len(v.by_rule.get(rule, ())) / v.total for v in verdicts)
+        used = sum(1 for v in verdicts if v.by_rule.get(rule))
+        if used:
+            rows.append((mean, rule, used))
+    lines = [
+        "| rule of selector's plan | mean share of the suite it selects "
+        "| mutants where it selects |",
+        "| --- | ---: | ---: |",
+    ]
+    for mean, rule, used in sorted(rows, reverse=True):
+        lines.append(f"| {rule} | {100 * mean:.1f}% | {used} |")
     return lines
 
 
@@ -587,6 +637,11 @@ def report(
         "that a tool selects; unsafe: mutants with a miss.",
         "",
         *summary_table(verdicts),
+        "",
+        "Share of the suite each rule of selector's plan selects, by the reasons the plan gives "
+        "(at most 5 per item; a test selected by several rules counts under each):",
+        "",
+        *rule_table(verdicts),
         "",
         *mutant_table(verdicts),
         "",

@@ -11,6 +11,12 @@ since a cache may have skipped it; transitively. Seen from a changed F, the test
 are those that ran a function calling F, directly or through a chain of such functions.
 What keeps it from selecting everything:
 
+* a caller's tests are added only where a result can outlive a test on its way to them
+  (flows.py): the function it calls has a decorator that may cache, or the caller may
+  write what that function returned into a store (a module global, a closure cell, a
+  class attribute, a mutable default, an object that is not its own new one), or hands
+  it to code the analysis does not follow. The chain is still followed through every
+  caller, since a store further up may keep what one without a store returned;
 * every function of a chain, F included, must have run in some recorded test: one that
   never ran has no kept result to hand on;
 * storing a function is not calling it (`registry[key] = f`): whoever calls it later runs
@@ -28,8 +34,8 @@ What keeps it from selecting everything:
   during collection) cannot hold a result computed in a test: G's runs there count only
   if F (or, up a chain, the function G calls) ran that early too.
 
-What it costs: a test that ran G on a branch that does not call F is selected too, and
-`x.m()` may be any class's `m`. `bench/selection.py` measures it on a real suite.
+What it costs: a test that ran a keeping G on a branch that does not call F is selected
+too, and `x.m()` may be any class's `m`. `bench/selection.py` measures it on a real suite.
 Residual assumptions, as for the other static rules: code that reaches a kept result
 without naming what computed it (`getattr(obj, "prefix_" + name)`, a value another test's
 call left in a global that this test reads directly) is not seen.
@@ -74,11 +80,13 @@ class Caller:
     mentions: str  # the name it mentions
     body: range
     early_counts: bool  # what it ran in early contexts counts (see _Target.ran_early)
+    keeps: bool  # a result of what it mentions may reach a later test through it (flows.py)
 
 
 @dataclass(frozen=True)
 class Reach:
-    """The callers of a changed function and the tests that ran them."""
+    """The callers of a changed function through which a result may be kept, nearest first,
+    and the tests that ran them."""
 
     callers: list[Caller]
     tests: set[str]
@@ -90,7 +98,8 @@ class _Target:
 
     `ran_early`: the function it stands for ran in an early context (before the first test
     of a process), so even early contexts may hold a kept result of it. Otherwise only what
-    ran after the first test started can have.
+    ran after the first test started can have. `cached`: a decorator of it (or of its class,
+    for construction) may keep its results, so a caller may get one without running it.
     """
 
     path: str
@@ -98,6 +107,7 @@ class _Target:
     module_level: bool
     ran_early: bool
     accessed: bool = False  # a decorated method (a property, say): reading it runs it
+    cached: bool = True
 
 
 @dataclass
@@ -177,6 +187,7 @@ class CachedCallers:
         return following
 
     def _reach(self, callers: list[Caller]) -> Reach:
+        callers = [caller for caller in callers if caller.keeps]
         tests = set[str]()
         for early_counts in (True, False):
             spans = [(c.path, c.body) for c in callers if c.early_counts == early_counts]
@@ -192,23 +203,29 @@ class CachedCallers:
         if parsed is not None and qualname in parsed.fixtures:
             return []  # pytest calls it, no code does; the wide-fixture rule covers its value
         owner, _, name = qualname.rpartition(".")
+        cached = _caches(parsed, qualname)
         if not owner:
-            return [_Target(path, name, module_level=True, ran_early=ran_early)]
+            return [_Target(path, name, module_level=True, ran_early=ran_early, cached=cached)]
         if parsed is None or owner not in parsed.classes:  # a nested function: be broad
-            return [_Target(path, name, module_level=False, ran_early=ran_early)]
+            return [_Target(path, name, module_level=False, ran_early=ran_early, cached=cached)]
         if name in _CONSTRUCTION:
             return self._classes(path, owner, ran_early)
         if name.startswith("__") and name.endswith("__"):
             return []  # called implicitly where an object is used: in the test itself
         accessed = qualname in parsed.calls.decorated
-        return [_Target(path, name, module_level=False, ran_early=ran_early, accessed=accessed)]
+        return [_Target(path, name, False, ran_early, accessed=accessed, cached=cached)]
 
     def _classes(self, path: str, qualname: str, ran_early: bool) -> list[_Target]:
-        """A class and every class that inherits from it, as the names that make them."""
+        """A class and every class that inherits from it, as the names that make them.
+
+        Making one may keep a result where a decorator of the class or of a base may.
+        """
+        cached = _caches(self._parse(path), qualname)
         if "." in qualname:  # a nested class: reached through its outer class's name
             name = qualname.rpartition(".")[2]
-            return [_Target(path, name, module_level=False, ran_early=ran_early)]
-        found = [_Target(path, qualname, module_level=True, ran_early=ran_early)]
+            return [_Target(path, name, False, ran_early, cached=cached)]
+        found = [_Target(path, qualname, module_level=True, ran_early=ran_early, cached=cached)]
+        seen = set(found)
         pending = list(found)
         while pending:
             base = pending.pop()
@@ -219,8 +236,10 @@ class CachedCallers:
                     continue
                 for name, bases in parsed.bindings.classes.items():
                     module_level = name in parsed.bindings.defined
-                    subclass = _Target(other, name, module_level, ran_early)
-                    if subclass not in found and self._names(other, bases, base):
+                    cached = base.cached or _caches(parsed, name)
+                    subclass = _Target(other, name, module_level, ran_early, cached=cached)
+                    if subclass not in seen and self._names(other, bases, base):
+                        seen.add(subclass)
                         found.append(subclass)
                         pending.append(subclass)
         return found
@@ -241,7 +260,21 @@ class CachedCallers:
                 body = range(span[0], span[1] + 1)
                 ran_early = target.ran_early and not early.isdisjoint(body)
                 if ran_early or not late.isdisjoint(body):
-                    yield Caller(path, qualname, target.name, body, ran_early)
+                    keeps = target.cached or self._keeps(path, parsed, qualname, target)
+                    yield Caller(path, qualname, target.name, body, ran_early, keeps)
+
+    def _keeps(self, path: str, parsed: CodeIndex, qualname: str, target: _Target) -> bool:
+        """Whether function `qualname` of `path` may keep a result of `target` (flows.py).
+
+        A target it names in a string (`getattr(x, "f")()`) is followed no further.
+        """
+        kept = None if parsed.kept is None else parsed.kept.get(qualname)
+        if kept is None or qualname in parsed.calls.strings.get(target.name, ()):
+            return True
+        names = {target.name}
+        if target.module_level:
+            names |= self._local_names(path, target)
+        return not kept.isdisjoint(names)
 
     def _calling(self, path: str, calls: scopes.CallIndex, target: _Target) -> set[str]:
         """Qualnames of the functions of `path` that may call `target`."""
@@ -428,6 +461,11 @@ class CachedCallers:
                 tree = None if source is None else scopes.parse(source, path)
                 self._files[path] = None if tree is None else codeindex.build(tree)
         return self._files[path]
+
+
+def _caches(parsed: CodeIndex | None, qualname: str) -> bool:
+    """Whether a decorator of the function or class `qualname` may keep its results."""
+    return parsed is None or parsed.caching is None or qualname in parsed.caching
 
 
 def _join(first: str, second: str) -> str:

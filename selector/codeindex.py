@@ -12,9 +12,10 @@ running `git grep`.
 every file the change did not touch, so only the touched ones are read again.
 
 The index is JSON: the body span of every function, what each function calls
-(`scopes.CallIndex`), how the module binds names (`scopes.Bindings`), its classes and its
-pytest fixtures. Stored with it are the words a lookup may ask for: called names and
-attributes, attribute reads, getattr strings, class bases and imported names.
+(`scopes.CallIndex`), how the module binds names (`scopes.Bindings`), its classes, its
+pytest fixtures, and where its functions may keep results (`flows`). Stored with it are
+the words a lookup may ask for: called names and attributes, attribute reads, getattr
+strings, class bases and imported names.
 """
 
 import ast
@@ -24,7 +25,7 @@ from typing import Any
 
 import git
 
-from selector import gitdiff, scopes
+from selector import flows, gitdiff, scopes
 from selector.mapdb import MapData, StoredCode
 
 
@@ -37,6 +38,9 @@ class CodeIndex:
     bindings: scopes.Bindings
     classes: frozenset[str]  # qualnames
     fixtures: frozenset[str]  # qualnames
+    # What flows.py says: None in an index stored before it did, where anything may cache.
+    kept: dict[str, frozenset[str]] | None  # qualname -> names whose results it may keep
+    caching: frozenset[str] | None  # qualnames with a decorator that may cache
 
 
 def build(tree: ast.Module) -> CodeIndex:
@@ -47,6 +51,8 @@ def build(tree: ast.Module) -> CodeIndex:
         scopes.bindings(tree),
         frozenset(scopes.class_spans(tree)),
         scopes.fixtures(tree),
+        flows.kept_mentions(tree),
+        flows.caching_definitions(tree),
     )
 
 
@@ -74,6 +80,8 @@ def store(index: CodeIndex) -> StoredCode:
         },
         "classes": sorted(index.classes),
         "fixtures": sorted(index.fixtures),
+        "kept": _sorted_sets(index.kept or {}),
+        "caching": sorted(index.caching or ()),
     }
     words = {*calls.names, *calls.attributes, *calls.read, *calls.strings}
     for bases in bindings.classes.values():
@@ -122,6 +130,10 @@ def load(text: str) -> CodeIndex:
         ),
         frozenset(document["classes"]),
         frozenset(document["fixtures"]),
+        {q: frozenset(names) for q, names in document["kept"].items()}
+        if "kept" in document
+        else None,
+        frozenset(document["caching"]) if "caching" in document else None,
     )
 
 

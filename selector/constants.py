@@ -400,3 +400,87 @@ def _old_tree(sources: Sources, path: str, trees: dict[str, ast.Module]) -> ast.
             return None
         trees[path] = tree
     return trees[path]
+
+
+# Hypothesis mines nothing from a file larger than this, or with more literals than the
+# other limit (depending on their order): past either, a change may change what it mines.
+_MINED_BYTES = 512 * 1024
+_MINED_LITERALS = 1024
+Literal = tuple[str, str, str]  # where it stands, its type, its repr
+
+
+def mined_literals_differ(
+    old: bytes, new: bytes, old_tree: ast.Module, new_tree: ast.Module
+) -> bool:
+    """Whether the literals Hypothesis mines from a module for `@given` tests may differ.
+
+    Hypothesis draws test data from the literals of every local module (its
+    `constants_from_module`): constants outside expression statements and f-strings, a
+    negated number as the negative. The literals here are a superset of those, each with
+    where it stands, so that the same set means the same mined set whatever Hypothesis
+    keeps of each kind; only docstrings are left out.
+    """
+    if max(len(old), len(new)) > _MINED_BYTES:
+        return True
+    before, after = _literals(old_tree), _literals(new_tree)
+    return before != after or len(before) >= _MINED_LITERALS
+
+
+def _literals(tree: ast.Module) -> frozenset[Literal]:
+    """Every constant of `tree` but docstrings, with where it stands (see above)."""
+    docstrings = {
+        id(body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and (body := node.body)
+        and isinstance(body[0], ast.Expr)
+    }
+    formatted = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.JoinedStr)
+        for inner in ast.walk(node)
+    }
+    literals: set[Literal] = set()
+    for node, parent in _with_parents(tree):
+        if not isinstance(node, ast.Constant) or id(node) in docstrings:
+            continue
+        if id(node) in formatted:
+            where = "f-string"
+        elif isinstance(parent, ast.UnaryOp) and isinstance(parent.op, ast.USub):
+            where = "negated"
+        elif isinstance(parent, ast.Expr):
+            where = "statement"
+        else:
+            where = "value"
+        literals.add((where, type(node.value).__name__, repr(node.value)))
+    return frozenset(literals)
+
+
+def imports_differ(old_tree: ast.Module, new_tree: ast.Module) -> bool:
+    """Whether the modules a file imports may differ: its import statements, anywhere, and
+    its calls of `import_module` and `__import__`.
+
+    Hypothesis mines the literals of every local module that is imported when it looks
+    (`mined_literals_differ`): what a file imports changes that pool for every `@given`
+    test, whether or not Hypothesis read the file itself (a test file, say).
+    """
+    return _imports(old_tree) != _imports(new_tree)
+
+
+def _imports(tree: ast.Module) -> list[str]:
+    return sorted(
+        ast.dump(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        or (isinstance(node, ast.Call) and _called_name(node.func) in _IMPORTERS)
+    )
+
+
+_IMPORTERS = frozenset({"import_module", "__import__"})
+
+
+def _called_name(function: ast.expr) -> str:
+    if isinstance(function, ast.Attribute):
+        return function.attr
+    return function.id if isinstance(function, ast.Name) else ""

@@ -7,9 +7,11 @@ map small and makes "every test that uses this fixture" a join instead of a copy
 
 * `context (kind, name)`: kind is `test` (name: node ID), `fixture` (`baseid::name`),
   `import` (repo-relative path of the module), `collect` (collector node ID), `session`,
-  `child` (a random token: what a child process ran outside pool tasks) or `incomplete`
+  `child` (a random token: what a child process ran outside pool tasks), `incomplete`
   (the one context `INCOMPLETE`, without lines: a context that includes it has child
-  process data that may lack lines, and depends on every file of the project).
+  process data that may lack lines, and depends on every file of the project) or `mined`
+  (the one context `MINED`, without lines: the files whose literals Hypothesis mined for
+  the data its `@given` tests draw, which include it).
 * `line_bits`: per context and file, the executed lines as coverage.py numbits, normalised
   to the first line of their statement.
 * `includes`: context A includes context B when everything B ran counts for A too (a test
@@ -43,6 +45,7 @@ ContextKey = tuple[str, str]  # (kind, name)
 _SQL_VARIABLES = 500  # bound parameters per statement, well under SQLite's limit
 SESSION: ContextKey = ("session", "")
 INCOMPLETE: ContextKey = ("incomplete", "")
+MINED: ContextKey = ("mined", "hypothesis")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;

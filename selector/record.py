@@ -19,9 +19,22 @@ stack of *contexts* and tells the collector whenever the top changes:
   child runs belongs to the context that started it, a pool task's lines to the context
   that submitted it, and a context whose child data may lack lines includes `INCOMPLETE`.
 
-Repository files opened for reading are recorded per context through an audit hook.
+Repository files opened for reading are recorded per context through an audit hook, except
+where the code that reads them is known to serve other tests than the current context's:
+
+* Hypothesis mines the literals of every local module for the data of its `@given` tests
+  (in its `pytest_collection_modifyitems`, or when a test imports a new module): those
+  reads are the `MINED` context's, which the tests marked `hypothesis` include;
+* pytest renders a failure's traceback from source files after the outcome is decided:
+  those reads belong to no context.
+
+A test package's `__init__.py` that pytest imported itself, bypassing the import hook (as
+the parent of a conftest.py it loads with `--import-mode=importlib`), ran in the session;
+its module-level lines and its read become its import context, which the tests under its
+folder include as they do their conftest.py files'.
 """
 
+import ast
 import os
 import sys
 import time
@@ -30,11 +43,11 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 import pytest
-from coverage.numbits import numbits_to_nums
+from coverage.numbits import numbits_to_nums, nums_to_numbits
 
 from selector import __version__, importhook, scopes, spawn
 from selector.children import ChildData, ChildRun
@@ -43,6 +56,7 @@ from selector.gitdiff import blob_id
 from selector.installed import OutsideInstall, outside_message
 from selector.mapdb import (
     INCOMPLETE,
+    MINED,
     SESSION,
     ContextKey,
     MapData,
@@ -62,6 +76,11 @@ _WRITE_EXIT_CODES = (
     pytest.ExitCode.TESTS_FAILED,
     pytest.ExitCode.NO_TESTS_COLLECTED,
 )
+# Modules outside the repository whose reads of repository files are not the current
+# context's: Hypothesis's miner of literals, pytest's renderer of tracebacks.
+_MINER = "hypothesis.internal.constants_ast"
+_RENDERER = "_pytest._code.code"
+_KNOWN_READERS = frozenset({_MINER, _RENDERER})
 
 
 def _key(context: str) -> ContextKey:
@@ -111,6 +130,7 @@ class Recorder:
         self._controller = False
         self._forked = False
         self._testing = False  # a test has started: contexts active from now on are late
+        self._reporting = False  # a test phase's outcome is decided, its report being made
         self._early: set[str] = set()
         self._late: set[str] = set()
         self.message = ""
@@ -229,8 +249,18 @@ class Recorder:
     def opened(self, target: object) -> None:
         """A file was opened for reading: remember it if it is a repository file."""
         path = self.tracked.repository_path(target)
-        if path is not None:
-            self._reads.setdefault(self._stack[-1], set()).add(path)
+        if path is None:
+            return
+        context = self._stack[-1]
+        reader = _known_reader(sys._getframe())
+        if reader == _RENDERER and self._reporting:
+            return
+        if reader == _MINER:
+            if context != _context(*SESSION):
+                # It draws from what it mines now, like the `@given` tests.
+                self._includes.add((_key(context), MINED))
+            context = _context(*MINED)
+        self._reads.setdefault(context, set()).add(path)
 
     def _note_imported_modules(self) -> None:
         """Tracked modules already in sys.modules (imported before recording, or cached)."""
@@ -296,6 +326,14 @@ class Recorder:
                 self._tests[nodeid] = TestResult(
                     result.duration, result.outcome, self._item_path(item), markers
                 )
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self) -> object:
+        self._reporting = True
+        try:
+            return (yield)
+        finally:
+            self._reporting = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         nodeid = self._nodeid(report.nodeid)
@@ -387,6 +425,8 @@ class Recorder:
                 own.includes.update(self._file_imports(test.path))
         self._add_children(data, children, sources)
         self._add_import_graph(data, sources)
+        for package in self._test_packages():
+            _adopt_package_import(data, package, sources.tree(package))
         # The session context runs between tests too, whatever it ran first.
         for context in self._early - self._late - {_context(*SESSION)}:
             found = data.contexts.get(_key(context))
@@ -433,14 +473,68 @@ class Recorder:
                     importer.includes.add(("import", target))
 
     def _file_imports(self, path: str) -> set[ContextKey]:
-        """The import contexts a test file depends on: its own and its conftest.py files'."""
+        """The import contexts a test file depends on: its own, and its folders' conftest.py
+        and `__init__.py` files'."""
         keys = {("import", path)} if path in self._modules else set()
         folder = Path(path).parent
         for directory in (folder, *folder.parents):
-            conftest = (directory / "conftest.py").as_posix()
-            if conftest in self._modules:
-                keys.add(("import", conftest))
+            for name in ("conftest.py", "__init__.py"):
+                module = (directory / name).as_posix()
+                if module in self._modules:
+                    keys.add(("import", module))
         return keys
+
+    def _test_packages(self) -> set[str]:
+        """The imported `__init__.py` files of the folders that hold recorded tests."""
+        packages = set()
+        for test in self._tests.values():
+            if test.path is not None:
+                for directory in Path(test.path).parents:
+                    init = (directory / "__init__.py").as_posix()
+                    if init in self._modules:
+                        packages.add(init)
+        return packages
+
+
+def _adopt_package_import(data: MapData, path: str, tree: Any) -> None:
+    """What the session ran and read of a test package's `__init__.py` as it was imported.
+
+    pytest imports a test package itself (the parent of a conftest.py it loads), outside
+    any collector, and with `--import-mode=importlib` bypassing the import hook too. Like
+    a conftest.py, the package belongs to the tests below its folder (`_file_imports`), not
+    to every test: the session's read, its module-level lines and its include of the import
+    context become the import context's. Lines inside functions stay the session's, which
+    may have called them.
+    """
+    session = data.contexts.get(SESSION)
+    if session is None:
+        return
+    imported = ("import", path)
+    session.includes.discard(imported)
+    if path in session.reads:
+        session.reads.discard(path)
+        data.context(imported).reads.add(path)
+    bits = session.lines.get(path)
+    if bits is None or tree is None:
+        return
+    called = _lines_run_by_calls(tree)
+    lines = set(numbits_to_nums(bits))
+    data.context(imported).add_lines(path, lines - called)
+    if lines & called:
+        session.lines[path] = nums_to_numbits(lines & called)
+    else:
+        del session.lines[path]
+
+
+def _lines_run_by_calls(tree: ast.Module) -> set[int]:
+    """The lines of function and lambda bodies (a one-liner's `def` line among them)."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno:
+            lines.update(range(node.body[0].lineno, node.end_lineno + 1))
+        elif isinstance(node, ast.Lambda) and node.end_lineno:
+            lines.update(range(node.lineno, node.end_lineno + 1))
+    return lines
 
 
 def _lines_run(data: MapData, paths: set[str]) -> dict[str, set[int]]:
@@ -503,6 +597,8 @@ def _test_includes(item: pytest.Item) -> set[ContextKey]:
     """What a test includes besides its own lines: collection, session, wide fixtures."""
     includes: set[ContextKey] = {SESSION}
     includes.update(("collect", node.nodeid) for node in item.listchain()[:-1])
+    if item.get_closest_marker("hypothesis") is not None:
+        includes.add(MINED)
     fixture_info = getattr(item, "_fixtureinfo", None)
     definitions = getattr(fixture_info, "name2fixturedefs", {})
     for name in getattr(item, "fixturenames", ()):
@@ -510,6 +606,16 @@ def _test_includes(item: pytest.Item) -> set[ContextKey]:
             if fixturedef.scope != "function":
                 includes.add(("fixture", _fixture_name(fixturedef)))
     return includes
+
+
+def _known_reader(frame: FrameType | None) -> str | None:
+    """The innermost of `_KNOWN_READERS` on the stack of an open, if any."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__")
+        if module in _KNOWN_READERS:
+            return str(module)
+        frame = frame.f_back
+    return None
 
 
 def _child_notes(children: ChildData, starts: dict[str, str]) -> list[str]:

@@ -19,7 +19,7 @@ from selector.cached import CachedCallers
 from selector.config import Config
 from selector.gitdiff import FileChange, Hunk
 from selector.installed import OutsideInstall
-from selector.mapdb import INCOMPLETE, SESSION, ContextKey, MapIndex
+from selector.mapdb import INCOMPLETE, MINED, SESSION, ContextKey, MapIndex
 from selector.nodeids import covered, item_of, prefixes
 
 _FAILED_OUTCOMES = ("failed", "error")
@@ -96,6 +96,7 @@ class Selector:
         self._changed_test_files: dict[str, tuple[ast.Module | None, ast.Module | None]] = {}
         self._gone_files: set[str] = set()
         self._callers = CachedCallers(index, sources)
+        self._given_tests = index.tests_including(*MINED)  # they draw Hypothesis's mined data
         # Changed functions that ran: (path, qualname, tests that ran it, reason).
         self._ran_changed: list[tuple[str, str, set[str], str]] = []
 
@@ -187,12 +188,17 @@ class Selector:
             elif new_path is not None:
                 self._other_change(change, [new_path])
 
-    def _whole_file(self, path: str, reason: str) -> None:
-        """Rule 2 for the whole file: everything that ran, imported or read it."""
+    def _whole_file(self, path: str, reason: str, *, mined: bool = True) -> None:
+        """Rule 2 for the whole file: everything that ran, imported or read it.
+
+        Without `mined`, Hypothesis's mining of its literals does not count: the file's
+        literals are as they were, or `_source_readers` compared them.
+        """
         index = self._index
         self._select(index.tests_running(path), reason)
         self._select(index.tests_including("import", path), reason)
-        self._select(index.tests_reading(path), reason)
+        readers = index.contexts_reading(path)
+        self._select(index.tests_including_any(readers if mined else readers - {MINED}), reason)
         if path not in self._gone_files and (
             path in self._tests_by_file or self._is_test_file(path)
         ):
@@ -210,15 +216,16 @@ class Selector:
         new_tree = None if new_source is None else scopes.parse(new_source, path)
         if path in self._tests_by_file or self._is_test_file(path):
             self._changed_test_files[path] = (old_tree, new_tree)
-        if old_tree is None or new_tree is None:
+        if old_source is None or new_source is None or old_tree is None or new_tree is None:
             self._whole_file(path, f"{path}: not valid Python on one side of the change")
             return
         read_as_text = self._source_readers(path, hunks)
+        read_as_text |= self._mined(path, hunks, (old_source, new_source), (old_tree, new_tree))
         change = scopes.compare(old_tree, new_tree)
         if change.identical:
             return
         if change.module_changed:
-            self._whole_file(path, f"{_where(path, hunks)} at module level")
+            self._whole_file(path, f"{_where(path, hunks)} at module level", mined=False)
             return
         old_scopes = scopes.function_scopes(old_tree)
         for qualname in change.changed_functions:
@@ -244,12 +251,39 @@ class Selector:
         traceback) is selected whatever the change, even one to a comment. Returns whether
         anything did.
         """
-        outside = self._index.contexts_reading(path) - _loading(path)
+        outside = self._index.contexts_reading(path) - _loading(path) - {MINED}
         self._select(
             self._index.tests_including_any(outside),
             f"{_where(path, hunks)} changed, and its text was read outside its import",
         )
         return bool(outside)
+
+    def _mined(
+        self,
+        path: str,
+        hunks: tuple[Hunk, ...],
+        sources: tuple[bytes, bytes],
+        trees: tuple[ast.Module, ast.Module],
+    ) -> bool:
+        """The `@given` tests, where the change may change the literals Hypothesis mines for
+        their data: the file's own, if it read them (the map's `MINED` context), or the
+        modules that are imported, wherever imports change. Returns whether it selected."""
+        if not self._given_tests:
+            return False
+        where = _where(path, hunks)
+        if MINED in self._index.contexts_reading(path) and constants.mined_literals_differ(
+            *sources, *trees
+        ):
+            reason = f"{where} changed literals that Hypothesis mines for the data of @given tests"
+        elif constants.imports_differ(*trees):
+            reason = (
+                f"{where} changed imports, and Hypothesis mines the literals of the modules "
+                "imported for the data of @given tests"
+            )
+        else:
+            return False
+        self._select(self._given_tests, reason)
+        return True
 
     def _changed_constant(
         self,
@@ -270,12 +304,13 @@ class Selector:
         where = _where(path, hunks, first, last)
         readers = constants.find_readers(path, constant, self._sources, self._may_run)
         if isinstance(readers, str):
-            self._whole_file(path, f"{where} at module level ({constant.name}: {readers})")
+            reason = f"{where} at module level ({constant.name}: {readers})"
+            self._whole_file(path, reason, mined=False)
             return
         reason = f"{where} {constant.what} changed"
         reached = bool(readers.at_import)
         for module in readers.at_import:
-            self._whole_file(module, f"{reason}; {module} reads it at import time")
+            self._whole_file(module, f"{reason}; {module} reads it at import time", mined=False)
         for reader in readers.functions:
             first, last = reader.body
             called = constant.function and (reader.path, reader.qualname) == (path, constant.name)

@@ -439,3 +439,64 @@ def test_the_maps_code_index_gives_the_plan_a_parse_of_the_sources_gives(project
     rewrite_only_map(project.path / ".selector" / "maps", "DELETE FROM code")
     without = plan(project.path, "--base", "main", "--no-working-tree")
     assert set(without["selected"]) == with_index == {FIRST, LATER}
+
+
+def test_only_a_cached_helper_reaches_the_tests_of_its_callers(project: Project) -> None:
+    """Both helpers are called by `price`; only the cached one can hand a result to a test
+    that did not run it. `test_cheap` runs `price` on a branch that calls neither."""
+    project.write(
+        {
+            "work/__init__.py": "",
+            "work/api.py": """
+                import functools
+
+
+                @functools.cache
+                def cached_rate():
+                    return 2
+
+
+                def plain_rate():
+                    return 3
+
+
+                def price(amount, cheap=False):
+                    if cheap:
+                        return amount
+                    return amount * cached_rate() * plain_rate()
+            """,
+            "tests/test_uses.py": """
+                from work import api
+
+
+                def test_first():
+                    assert api.price(10) == 60
+
+
+                def test_later():
+                    assert api.price(10) == 60
+
+
+                def test_cheap():
+                    assert api.price(10, cheap=True) == 10
+
+
+                def test_none():
+                    pass
+
+
+                def test_nothing():
+                    pass
+            """,
+        }
+    )
+    project.commit("base")
+    project.record().assert_outcomes(passed=5)
+    cheap = "tests/test_uses.py::test_cheap"
+    root = project.path
+    assert plan_after_change(root, "work/api.py", "return 3", "return 4") == {FIRST, LATER}
+    assert failing_after(project) == {FIRST, LATER}
+    git(root, "checkout", "-q", "main")
+    git(root, "branch", "-q", "-D", "feature")
+    assert plan_after_change(root, "work/api.py", "return 2", "return 5") == {FIRST, LATER, cheap}
+    assert failing_after(project) == {FIRST, LATER}
