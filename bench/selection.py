@@ -27,6 +27,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -57,6 +58,9 @@ class Suite:
     args: tuple[str, ...]
     sources: tuple[str, ...]
     tests: tuple[str, ...]
+    # False: installed the way tox installs a project by default, a copy built from the committed
+    # files into site-packages (see install_copy), which the tests import instead of the clone.
+    editable: bool = True
 
 
 TOOLS = ("coverage==7.10.7", "pytest-cov==7.0.0", "pytest-testmon==2.2.0")
@@ -86,6 +90,21 @@ SUITES = {
         ("-p", "no:randomly", "--hypothesis-seed=0", "-o", "testpaths=tests"),
         ("src",),
         ("tests",),
+    ),
+    # A src-layout package whose tox.ini installs it the tox way (not editable) and runs
+    # pytest on it: the tests import the copy in site-packages, never the repository's files.
+    # Its subject is caching (memoizing decorators, cache classes kept in module globals and
+    # class attributes), the cached-results rule's own ground. It has no pytest configuration,
+    # and pytest would look for one upwards and find selector's own (the clone lives in
+    # bench/.cache): -c names the suite's tox.ini, which has no [pytest] section either.
+    "cachetools": Suite(
+        Sdist("cachetools", "8.0.3",
+              "79245d0d90464e29355f13658cd769e57d98ed06242d3c6fbd71796ca0938ef9"),
+        ("pytest==8.4.2", "setuptools==84.2.1", "setuptools-scm==10.3.4", *TOOLS),
+        ("-p", "no:randomly", "-c", "tox.ini"),
+        ("src",),
+        ("tests",),
+        editable=False,
     ),
 }  # fmt: skip
 # How a plan words a selection made only by the cached-results rule (selector/select.py).
@@ -186,8 +205,9 @@ def prepare(version: str, suite: Suite) -> Workspace:
     """Clone the pinned suite into the benchmark's own folder and build its virtualenv.
 
     Mutants are committed in a clone, never in the shared snapshot that other benchmarks run, and
-    the clone is what the virtualenv installs editable: code under test must be the mutated code.
-    The clone is made afresh every time, so no mutant or tool data of an earlier run survives.
+    the clone is what the virtualenv installs (editable, or a copy rebuilt at every commit): code
+    under test must be the mutated code. The clone is made afresh every time, so no mutant or tool
+    data of an earlier run survives.
     """
     sdist = suite.sdist
     shared = unpack_snapshot(sdist)
@@ -199,11 +219,32 @@ def prepare(version: str, suite: Suite) -> Workspace:
     (repo / "selector.yml").write_text(SELECTOR_CONFIG)
     selector_version = freeze_selector(folder / "selector-ci")
     env = {**os.environ, "SETUPTOOLS_SCM_PRETEND_VERSION": sdist.version}
-    requirements = ("-e", str(repo), "-e", str(folder / "selector-ci"), *suite.requirements)
+    editable = ("-e", str(repo)) if suite.editable else ()
+    requirements = (*editable, "-e", str(folder / "selector-ci"), *suite.requirements)
     venv = CACHE / "venvs" / f"{sdist.stem}-selection-py{version}"
     python = make_venv(find_python(version), venv, requirements, env)
     base = run(["git", "-C", repo, "rev-parse", "HEAD"]).strip()
-    return Workspace(suite, repo, python, folder, base, selector_version)
+    ws = Workspace(suite, repo, python, folder, base, selector_version)
+    if not suite.editable:
+        install_copy(ws)
+    return ws
+
+
+def install_copy(ws: Workspace) -> None:
+    """Install the clone's HEAD into the virtualenv as a copy, as tox does before every run.
+
+    The copy is built from ``git archive`` of HEAD, so that only committed files go in and no
+    build folder is left in the clone; the build requirements are the suite's own (no build
+    isolation: a fresh build environment per mutant would cost more than the mutant's run).
+    """
+    export = ws.scratch / "package"
+    archive = ws.scratch / "package.tar"
+    shutil.rmtree(export, ignore_errors=True)
+    git(ws, "archive", "--format=tar", f"--output={archive}", "HEAD")
+    with tarfile.open(archive) as tar:
+        tar.extractall(export, filter="data")
+    run([ws.python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+         "--force-reinstall", "--no-build-isolation", export])  # fmt: skip
 
 
 def freeze_selector(target: Path) -> str:
@@ -344,12 +385,30 @@ def record_baseline(ws: Workspace) -> Baseline:
     # --force: the deselected test never runs, and there is no earlier map to carry it forward
     # from; the plans then select it always, which changes no verdict.
     run([ws.selector, "upload-map", "--force"], cwd=ws.repo, env=pytest_env())
+    if not any(tests_running(ws, path) for path in source_files(ws)):
+        raise SystemExit("selector's map ties no test to the code under test")
     checked(pytest(ws, TESTMON_ARGS, 3600), "testmon recording")
     ws.testmon_baseline.mkdir()
     copy_testmon_data(ws.repo, ws.testmon_baseline)
     if testmon_selection(ws, set(first)):
         raise SystemExit("testmon selects tests without a change: it did not find its data")
     return Baseline(first, flaky, seconds)
+
+
+def source_files(ws: Workspace) -> list[str]:
+    """The Python files of the code under test that git tracks, relative to the clone."""
+    listed = git(ws, "ls-files", "-z", "--", *ws.suite.sources)
+    return [path for path in listed.split("\0") if path.endswith(".py")]
+
+
+def tests_running(ws: Workspace, path: str) -> list[str]:
+    """The tests that selector's map says execute a file of the clone (``selector lookup``).
+
+    Where the tests import an installed copy, this is what shows that selector recorded the copy
+    as the clone's file: a map of test files only would select nothing for any mutant.
+    """
+    command: list[str | Path] = [ws.selector, "lookup", path, "--format", "list"]
+    return run(command, cwd=ws.repo, env=pytest_env()).split()
 
 
 def copy_testmon_data(source: Path, target: Path) -> None:
@@ -466,6 +525,8 @@ def evaluate(ws: Workspace, baseline: Baseline, mutant: Mutant) -> Verdict:
     git(ws, "checkout", "-q", "-f", "-B", "selection-mutant", ws.base)
     apply(mutant, ws.repo)
     git(ws, "commit", "-q", "-a", "-m", f"mutant: {mutant.describe()}")
+    if not ws.suite.editable:
+        install_copy(ws)
     timeout = 3 * baseline.seconds + 120
     after = outcomes(ws, timeout, every=baseline.outcomes)
     failing = changed(baseline, after)
@@ -603,11 +664,14 @@ def findings(verdicts: Sequence[Verdict], unjudged: Sequence[tuple[Mutant, str]]
 
 
 def versions(ws: Workspace) -> str:
-    """Versions the numbers depend on, as installed in the benchmark's virtualenv."""
+    """Versions the numbers depend on, as installed in the benchmark's virtualenv (a suite that
+    does not use Hypothesis has none)."""
     script = (
         "import importlib.metadata as m, platform; "
-        f"print(', '.join(f'{{n}} {{m.version(n)}}' for n in ({ws.suite.sdist.name!r}, 'pytest', "
-        "'pytest-testmon', 'coverage', 'hypothesis')) + ', Python ' + platform.python_version())"
+        "v = {d.metadata['Name'].lower(): d.version for d in m.distributions()}; "
+        f"print(', '.join(f'{{n}} {{v[n]}}' for n in ({ws.suite.sdist.name!r}, 'pytest', "
+        "'pytest-testmon', 'coverage', 'hypothesis') if n in v) + ', Python ' "
+        "+ platform.python_version())"
     )
     return run([ws.python, "-c", script]).strip()
 
@@ -621,10 +685,15 @@ def report(
 ) -> list[str]:
     """The whole Markdown report."""
     over = sum(1 for v in verdicts if len(v.selector) / v.total > DEFAULT_MAX_FRACTION)
+    install = (
+        "editable install"
+        if ws.suite.editable
+        else "installed non-editable: a copy in site-packages rebuilt at every commit"
+    )
     return [
         f"Command: `{shlex.join(['python', 'bench/selection.py', *argv])}`",
         "",
-        f"Suite: {ws.suite.sdist.stem} (PyPI sdist, editable install); "
+        f"Suite: {ws.suite.sdist.stem} (PyPI sdist, {install}); "
         f"selector {ws.selector_version}; "
         f"{versions(ws)}; "
         f"{platform.platform()}. {len(baseline.outcomes)} tests, {len(baseline.flaky)} flaky at "
