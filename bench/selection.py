@@ -1,17 +1,18 @@
 """Does selector select every test a change breaks, and how few others, next to pytest-testmon?
 
-    python bench/selection.py [--suite attrs|dateutil] [--python 3.12] [--mutants 30] [--seed 1]
+    python bench/selection.py [--suite attrs|cachetools|dateutil] [--python 3.12] [--mutants 30]
+                              [--seed 1]
 
-On a third-party suite (attrs, the pin of ``record_overhead.py``, or python-dateutil): record a
-map with selector and a .testmondata with testmon at commit C, and the plain outcome of every
-test (twice: tests whose outcome differs between the two runs are flaky and not judged). Then,
-for seeded single-line mutants (see ``_mutate.py``), each committed on top of C: run the whole
-suite plain to find the tests whose outcome the mutant changes ("failing"), ask selector for its
-plan from C, and ask testmon, from a fresh copy of the baseline data, which tests it would
-collect. A tool is safe on a mutant when it selects every failing test; its precision is how
-small a share of the suite it selects. A failing test that a tool missed counts only if it fails
-when run alone, too (see ``evaluate``). Prints a Markdown report on stdout; exits 1 if selector
-missed any failing test.
+On a third-party suite (attrs, the pin of ``record_overhead.py``, python-dateutil, or cachetools,
+installed non-editable as its tox.ini does): record a map with selector and a .testmondata with
+testmon at commit C, and the plain outcome of every test (twice: tests whose outcome differs
+between the two runs are flaky and not judged). Then, for seeded single-line mutants (see
+``_mutate.py``), each committed on top of C: run the whole suite plain to find the tests whose
+outcome the mutant changes ("failing"), ask selector for its plan from C, and ask testmon, from a
+fresh copy of the baseline data, which tests it would collect. A tool is safe on a mutant when it
+selects every failing test; its precision is how small a share of the suite it selects. A failing
+test that a tool missed counts only if it fails when run alone, too (see ``evaluate``). Prints a
+Markdown report on stdout; exits 1 if selector missed any failing test.
 """
 
 from __future__ import annotations
