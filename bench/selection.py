@@ -18,6 +18,7 @@ Markdown report on stdout; exits 1 if selector missed any failing test.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -386,7 +387,7 @@ def record_baseline(ws: Workspace) -> Baseline:
     # --force: the deselected test never runs, and there is no earlier map to carry it forward
     # from; the plans then select it always, which changes no verdict.
     run([ws.selector, "upload-map", "--force"], cwd=ws.repo, env=pytest_env())
-    if not any(tests_running(ws, path) for path in source_files(ws)):
+    if not records_sources(ws):
         raise SystemExit("selector's map ties no test to the code under test")
     checked(pytest(ws, TESTMON_ARGS, 3600), "testmon recording")
     ws.testmon_baseline.mkdir()
@@ -396,20 +397,18 @@ def record_baseline(ws: Workspace) -> Baseline:
     return Baseline(first, flaky, seconds)
 
 
-def source_files(ws: Workspace) -> list[str]:
-    """The Python files of the code under test that git tracks, relative to the clone."""
-    listed = git(ws, "ls-files", "-z", "--", *ws.suite.sources)
-    return [path for path in listed.split("\0") if path.endswith(".py")]
-
-
-def tests_running(ws: Workspace, path: str) -> list[str]:
-    """The tests that selector's map says execute a file of the clone (``selector lookup``).
+def records_sources(ws: Workspace) -> bool:
+    """Whether selector's map ties some test to a file of the code under test.
 
     Where the tests import an installed copy, this is what shows that selector recorded the copy
-    as the clone's file: a map of test files only would select nothing for any mutant.
+    as the clone's files: a map of test files only would select nothing for any mutant.
     """
-    command: list[str | Path] = [ws.selector, "lookup", path, "--format", "list"]
-    return run(command, cwd=ws.repo, env=pytest_env()).split()
+    table = ws.scratch / "map.csv"
+    command: list[str | Path] = [ws.selector, "export", "--csv", table, "--by", "function"]
+    run(command, cwd=ws.repo, env=pytest_env())
+    folders = tuple(f"{folder}/" for folder in ws.suite.sources)
+    with table.open(newline="", encoding="utf-8") as rows:
+        return any(row["file"].startswith(folders) for row in csv.DictReader(rows))
 
 
 def copy_testmon_data(source: Path, target: Path) -> None:
