@@ -240,3 +240,28 @@ def plan_after_change(root: Path, path: str, old: str, new: str) -> set[str]:
     document = plan(root, "--base", "main", "--no-working-tree")
     assert not document["run_all"], document["reasons"]
     return set(document["selected"])
+
+
+def feature_branch(recorded: Path, destination: Path) -> Path:
+    """A private copy of a recorded project, on a new branch `feature` off its `main`."""
+    root = copy(recorded, destination)
+    git(root, "checkout", "-q", "-b", "feature")
+    return root
+
+
+def change(root: Path, path: str, old: str, new: str) -> dict[str, Any]:
+    """Commit one replacement in `path` and plan it against the recorded map."""
+    target = root / path
+    text = target.read_text()
+    assert text.count(old) == 1, (path, old)
+    target.write_text(text.replace(old, new))
+    git(root, "commit", "-q", "-a", "-m", "change")
+    return plan(root, "--base", "main", "--no-working-tree")
+
+
+def selected(document: dict[str, Any]) -> set[str]:
+    """The items a plan selects; the plan must not run everything."""
+    assert not document["run_all"], document["reasons"]
+    items = document["selected"]
+    assert isinstance(items, list)
+    return set(items)

@@ -12,11 +12,9 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from sample import build_project, copy, plan
+from sample import build_project, change, feature_branch, selected
 
 from selector.constants import NameUses, module_escapes, name_uses
-
-from projects import git
 
 
 def parsed(source: str) -> ast.Module:
@@ -352,26 +350,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def project(recorded: Path, tmp_path: Path) -> Path:
-    root = copy(recorded, tmp_path / "project")
-    git(root, "checkout", "-q", "-b", "feature")
-    return root
-
-
-def change(root: Path, path: str, old: str, new: str) -> dict[str, object]:
-    """Commit one replacement in `path` and plan it against the recorded map."""
-    target = root / path
-    text = target.read_text()
-    assert text.count(old) == 1, (path, old)
-    target.write_text(text.replace(old, new))
-    git(root, "commit", "-q", "-a", "-m", "change")
-    return plan(root, "--base", "main", "--no-working-tree")
-
-
-def selected(document: dict[str, object]) -> set[str]:
-    assert not document["run_all"], document["reasons"]
-    items = document["selected"]
-    assert isinstance(items, list)
-    return set(items)
+    return feature_branch(recorded, tmp_path / "project")
 
 
 def passing(root: Path) -> set[str]:
@@ -390,7 +369,7 @@ def test_a_constant_read_through_the_module_selects_its_readers(project: Path) -
     document = change(project, "work/settings.py", "TIMEOUT = 30", "TIMEOUT = 31")
     readers = {"tests/test_client.py::test_timeout", "tests/test_client.py::test_by_name"}
     assert selected(document) == readers
-    reasons = document["tests"]["tests/test_client.py::test_timeout"]["reasons"]  # type: ignore[index]
+    reasons = document["tests"]["tests/test_client.py::test_timeout"]["reasons"]
     assert reasons == ["work/settings.py:3 TIMEOUT changed; timeout (work/client.py) reads it"]
     assert readers.isdisjoint(passing(project))
 
@@ -431,7 +410,7 @@ def test_a_constant_read_at_import_time_selects_what_depends_on_the_reader(proje
 def test_a_module_read_outside_its_import_selects_what_read_it(project: Path) -> None:
     document = change(project, "work/plugin.py", "LEVEL = 1", "LEVEL = 2")
     assert selected(document) == {"tests/test_plugin.py::test_exec"}
-    reasons = document["tests"]["tests/test_plugin.py::test_exec"]["reasons"]  # type: ignore[index]
+    reasons = document["tests"]["tests/test_plugin.py::test_exec"]["reasons"]
     assert reasons == ["work/plugin.py:1 changed, and its text was read outside its import"]
     assert "tests/test_plugin.py::test_exec" not in passing(project)
 
@@ -444,7 +423,7 @@ def test_a_comment_in_a_file_whose_text_a_test_reads_selects_that_test(project: 
 def test_a_module_handed_to_code_as_a_value_is_a_module_level_change(project: Path) -> None:
     document = change(project, "work/escaped.py", 'COLOUR = "red"', 'COLOUR = "blue"')
     assert selected(document) == {"tests/test_escaping.py::test_keys"}
-    reasons = document["tests"]["tests/test_escaping.py::test_keys"]["reasons"]  # type: ignore[index]
+    reasons = document["tests"]["tests/test_escaping.py::test_keys"]["reasons"]
     assert reasons == [
         "work/escaped.py:1 at module level (COLOUR: work/escaping.py: escaped is used as a value)"
     ]
@@ -453,7 +432,7 @@ def test_a_module_handed_to_code_as_a_value_is_a_module_level_change(project: Pa
 def test_a_module_named_in_a_file_that_may_run_is_a_module_level_change(project: Path) -> None:
     document = change(project, "work/named.py", "SIZE = 1", "SIZE = 2")
     assert selected(document) == {f"tests/test_other.py::test_{n}" for n in ("one", "two", "three")}
-    reasons = document["tests"]["tests/test_other.py::test_one"]["reasons"]  # type: ignore[index]
+    reasons = document["tests"]["tests/test_other.py::test_one"]["reasons"]
     assert reasons == [
         "work/named.py:1 at module level (SIZE: config/app.json names SIZE or named)"
     ]
@@ -470,7 +449,7 @@ def test_a_changed_default_selects_the_tests_that_ran_the_function_or_name_it(
     )
     shapes = "tests/test_shapes.py::test_"
     assert selected(document) == {f"{shapes}area", f"{shapes}area_explicit", f"{shapes}summary"}
-    reasons = document["tests"][f"{shapes}area"]["reasons"]  # type: ignore[index]
+    reasons = document["tests"][f"{shapes}area"]["reasons"]
     assert (
         "work/shapes.py:4 default value of area changed; area (work/shapes.py) runs with it"
         in reasons
@@ -494,7 +473,7 @@ def test_a_function_kept_at_import_time_selects_what_depends_on_the_keeper(proje
         "tests/test_handlers.py::test_keys",
         "tests/test_handlers.py::test_call",
     }
-    reasons = document["tests"]["tests/test_handlers.py::test_keys"]["reasons"]  # type: ignore[index]
+    reasons = document["tests"]["tests/test_handlers.py::test_keys"]["reasons"]
     keeper = "work/handlers.py reads it at import time"
     assert f"work/shapes.py:12 default value of scaled changed; {keeper}" in reasons
     assert "tests/test_handlers.py::test_call" not in passing(project)

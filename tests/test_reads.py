@@ -11,7 +11,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import pytest
-from sample import build_project, copy, plan
+from sample import build_project, change, feature_branch, selected
 
 from selector.constants import imports_differ, mined_literals_differ
 from selector.mapdb import MINED, SESSION, Context, read_map
@@ -93,26 +93,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def project(recorded: Path, tmp_path: Path) -> Path:
-    root = copy(recorded, tmp_path / "project")
-    git(root, "checkout", "-q", "-b", "feature")
-    return root
-
-
-def change(root: Path, path: str, old: str, new: str) -> dict[str, object]:
-    """Commit one replacement in `path` and plan it against the recorded map."""
-    target = root / path
-    text = target.read_text()
-    assert text.count(old) == 1, (path, old)
-    target.write_text(text.replace(old, new))
-    git(root, "commit", "-q", "-a", "-m", "change")
-    return plan(root, "--base", "main", "--no-working-tree")
-
-
-def selected(document: dict[str, object]) -> set[str]:
-    assert not document["run_all"], document["reasons"]
-    items = document["selected"]
-    assert isinstance(items, list)
-    return set(items)
+    return feature_branch(recorded, tmp_path / "project")
 
 
 def reasons_of(document: dict[str, object], item: str) -> list[str]:
