@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sample import build_project, copy, plan, write
+from sample import build_project, feature_branch, plan, write
 
 from selector.nodeids import covered
 
@@ -177,9 +177,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def ser(recorded: Path, tmp_path: Path) -> Path:
     """A private copy of the recorded project, on a feature branch."""
-    root = copy(recorded, tmp_path / "ser")
-    git(root, "checkout", "-q", "-b", "feature")
-    return root
+    return feature_branch(recorded, tmp_path / "ser")
 
 
 def test_fixture_change_selects_imported_assigned_and_decorated_tests(ser: Path) -> None:
